@@ -1,0 +1,90 @@
+"""From tokenized examples to padded batches: dynamic padding, pair encoding, length buckets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+
+PAD_ID = 0
+
+
+def pad(sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest sequence of this batch (dynamic padding), with its mask."""
+    length = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), PAD_ID, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.as_tensor(seq)
+        mask[row, : len(seq)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def join_pair(a: Sequence[int], b: Sequence[int], max_length: int) -> tuple[list[int], list[int]]:
+    """[CLS] a [SEP] + b [SEP] from two separately encoded sentences, cut longest-first.
+
+    WordPiece splits words independently, so joining two encodings equals encoding the pair;
+    this lets one cached tokenization serve both siamese and cross-encoded models.
+    """
+    head, body_a, sep = a[0], list(a[1:-1]), a[-1]
+    body_b = list(b[1:-1])
+    while len(body_a) + len(body_b) + 3 > max_length:
+        (body_a if len(body_a) >= len(body_b) else body_b).pop()
+    ids = [head, *body_a, sep, *body_b, sep]
+    segments = [0] * (len(body_a) + 2) + [1] * (len(body_b) + 1)
+    return ids, segments
+
+
+def pad_pairs(pairs: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+    batch = pad([ids for ids, _ in pairs])
+    segments = torch.zeros_like(batch["input_ids"])
+    for row, (_, seg) in enumerate(pairs):
+        segments[row, : len(seg)] = torch.as_tensor(seg)
+    batch["token_type_ids"] = segments
+    return batch
+
+
+@dataclass
+class TokenizedTexts:
+    """Token ids of one text column, stored flat with offsets (compact to cache and load)."""
+
+    flat: torch.Tensor
+    offsets: torch.Tensor
+
+    @classmethod
+    def from_lists(cls, sequences: Sequence[Sequence[int]]) -> "TokenizedTexts":
+        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+        offsets = torch.zeros(len(sequences) + 1, dtype=torch.long)
+        offsets[1:] = lengths.cumsum(0)
+        flat = torch.tensor([t for s in sequences for t in s], dtype=torch.int32)
+        return cls(flat, offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> list[int]:
+        return self.flat[self.offsets[i] : self.offsets[i + 1]].tolist()
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+
+def length_bucketed_batches(
+    lengths: torch.Tensor, batch_size: int, generator: torch.Generator, chunk_batches: int = 50
+) -> list[torch.Tensor]:
+    """Shuffled batches of similar lengths: shuffle, sort within chunks of ``chunk_batches``
+    batches, cut, then shuffle the batch order, so padding stays small but order stays random."""
+    order = torch.randperm(len(lengths), generator=generator)
+    batches = []
+    for chunk in order.split(batch_size * chunk_batches):
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        batches.extend(chunk.split(batch_size))
+    permutation = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in permutation]
+
+
+def sequential_batches(lengths: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Evaluation order: sorted by length for little padding (callers scatter results back)."""
+    yield from torch.argsort(lengths, stable=True).split(batch_size)

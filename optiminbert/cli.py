@@ -1,0 +1,134 @@
+"""The ``optiminbert`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from optiminbert import params as params_file
+from optiminbert import pipeline
+from optiminbert.errors import UserError
+
+app = typer.Typer(
+    help="Fine-tune a BERT encoder on SST-5, Quora and STS-B, multitask versus specialists.\n\n"
+    "The full study runs with `dvc repro`; these commands run one step at a time. "
+    "Settings come from params.yaml (if present) and the options given here override them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ParamsOption = typer.Option(Path("params.yaml"), "--params", help="params file to read (missing: embedded defaults)")
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="show Python tracebacks instead of one-line errors")):
+    """Global options."""
+
+
+@app.command()
+def prepare(
+    params: Path = ParamsOption,
+    data: Optional[str] = typer.Option(None, help="data directory or base URL of the CS224N data/ folder"),
+    checkpoint: Optional[str] = typer.Option(None, help="'default' or a Hugging Face BERT directory"),
+    max_length: Optional[int] = typer.Option(None, help="truncate every text to this many tokens"),
+):
+    """Load, clean and tokenize every task's train/dev/test files into data/prepared/."""
+    pipeline.prepare(params_file.load(params), {"data": data, "checkpoint": checkpoint, "max_length": max_length})
+
+
+@app.command()
+def train(
+    phase: str = typer.Argument(..., help="baseline | mtl | mtl_embed | specialist"),
+    task: Optional[str] = typer.Option(None, help="baseline: sst or cfimdb (default sst); specialist: only this task"),
+    mode: str = typer.Option("finetune", help="baseline: pretrain (encoder frozen) or finetune"),
+    params: Path = ParamsOption,
+    lr: Optional[float] = typer.Option(None, help="peak learning rate"),
+    epochs: Optional[int] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None),
+    dropout: Optional[float] = typer.Option(None, help="dropout before each task head"),
+    seed: Optional[int] = typer.Option(None),
+    surgery: Optional[str] = typer.Option(None, help="gradient strategy: none | pcgrad"),
+    checkpoint: Optional[str] = typer.Option(None, help="'default' or a Hugging Face BERT directory"),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+    precision: Optional[str] = typer.Option(None, help="auto | bf16 | fp32"),
+):
+    """Train one phase's model(s) into models/ (needs `optiminbert prepare` first)."""
+    loaded = params_file.load(params)
+    overrides = dict(
+        lr=lr, epochs=epochs, batch_size=batch_size, dropout=dropout, seed=seed,
+        surgery=surgery, checkpoint=checkpoint, device=device, precision=precision,
+    )
+    phase = phase.replace("-", "_")
+    if phase == "baseline":
+        pipeline.train_baseline(loaded, task or "sst", mode, overrides)
+    else:
+        pipeline.train_phase(loaded, phase, overrides, [task] if task else None)
+
+
+@app.command()
+def evaluate(
+    phase: str = typer.Argument(..., help="baseline | mtl | mtl_embed | specialist"),
+    params: Path = ParamsOption,
+):
+    """Score a trained phase on dev; write metrics/<phase>.json, predictions and the analysis."""
+    metrics = pipeline.evaluate(params_file.load(params), phase.replace("-", "_"))
+    typer.echo(metrics)
+
+
+@app.command()
+def report(params: Path = ParamsOption):
+    """Render the paper's tables with our numbers beside them (metrics/report.md)."""
+    pipeline.make_report(params_file.load(params))
+
+
+@app.command()
+def predict(
+    phase: str = typer.Argument(..., help="mtl | mtl_embed | specialist (or a trained run's directory)"),
+    task: str = typer.Option(..., help="sst | quora | sts"),
+    text: Optional[str] = typer.Option(None, help="a sentence (or the first of a pair)"),
+    text2: Optional[str] = typer.Option(None, help="the second sentence of a pair"),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="a CSV with columns sentence (or sentence1, sentence2), optional id"),
+    out: Optional[Path] = typer.Option(None, help="write predictions to this CSV (default: print)"),
+    params: Path = ParamsOption,
+):
+    """Score new text with a trained model: sentiment, paraphrase or similarity."""
+    from optiminbert.atomic import write_text_atomic
+    from optiminbert.predict import predict_texts, read_inputs
+
+    p = params_file.resolve(params_file.load(params), "evaluate")
+    run_dir = pipeline.run_dir(phase, task)
+    if csv is not None:
+        ids, texts = read_inputs(csv, task)
+    else:
+        pair = task in ("quora", "sts")
+        if not text or (pair and not text2):
+            raise UserError(f"task {task} needs --text{' and --text2' if pair else ''}, or --csv")
+        ids, texts = ["1"], [(text, text2) if pair else (text,)]
+    frame = predict_texts(run_dir, task, ids, texts, p)
+    if out is not None:
+        write_text_atomic(frame.to_csv(index=False), out)
+        typer.echo(f"wrote {len(frame)} predictions to {out}")
+    else:
+        typer.echo(frame.to_string(index=False))
+
+
+def main() -> None:
+    run_app(app)
+
+
+def run_app(typer_app: typer.Typer) -> None:
+    """Run a Typer app with one-line errors (tracebacks only with --debug)."""
+    try:
+        typer_app()
+    except UserError as exc:
+        if "--debug" in sys.argv:
+            raise
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)

@@ -1,0 +1,260 @@
+"""The four CS224N default-final-project tasks, read from their tab-separated files.
+
+The files are real-world data with real-world defects, so loading never crashes on a bad
+row: the row is skipped and recorded, and only a file that is unusable as a whole (missing,
+empty, wrong header, nothing left after skipping) stops the run with a ``UserError``.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import http.client
+import math
+import re
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from optiminbert.atomic import atomic_path
+from optiminbert.errors import UserError
+
+CS224N_DATA_URL = "https://raw.githubusercontent.com/gpoesia/minbert-default-final-project/main/data/"
+
+SPLITS = ("train", "dev", "test")
+_SPLIT_SUFFIX = {"train": "train", "dev": "dev", "test": "test-student"}
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    file_stem: str
+    text_columns: tuple[str, ...]
+    label_column: str
+    kind: str  # "classification" | "binary" | "regression"
+    num_classes: int  # 1 for binary and regression: the model has one output
+
+    def filename(self, split: str) -> str:
+        _check_name("split", split, SPLITS)
+        return f"{self.file_stem}-{_SPLIT_SUFFIX[split]}.csv"
+
+
+TASKS: dict[str, TaskSpec] = {
+    "sst": TaskSpec("sst", "ids-sst", ("sentence",), "sentiment", "classification", 5),
+    "cfimdb": TaskSpec("cfimdb", "ids-cfimdb", ("sentence",), "sentiment", "classification", 2),
+    "quora": TaskSpec("quora", "quora", ("sentence1", "sentence2"), "is_duplicate", "binary", 1),
+    "sts": TaskSpec("sts", "sts", ("sentence1", "sentence2"), "similarity", "regression", 1),
+}
+
+# STS-B similarity is annotated on a 0-5 scale.
+_REGRESSION_RANGE = (0.0, 5.0)
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    texts: tuple[str, ...]
+    label: float | None  # None in test files, which carry no labels
+
+
+@dataclass(frozen=True)
+class Skipped:
+    file: str
+    # The data row as a user counts it: the header is row 0 and the first data row is
+    # row 1, so for a file without line breaks inside quoted fields, row N is line N + 1.
+    row: int
+    reason: str
+
+
+@dataclass
+class Split:
+    task: TaskSpec
+    split: str
+    examples: list[Example]
+    skipped: list[Skipped]
+
+
+def load_task(data_dir: str | Path, task: str) -> dict[str, Split]:
+    return {split: load_split(data_dir, task, split) for split in SPLITS}
+
+
+def load_split(data_dir: str | Path, task: str, split: str) -> Split:
+    """Read one task file, keeping good rows and recording every skipped one with its reason."""
+    _check_name("task", task, TASKS)
+    spec = TASKS[task]
+    name = spec.filename(split)
+    path = Path(data_dir) / name
+    if not path.is_file():
+        raise UserError(
+            f"{name} not found in {Path(data_dir)}: point the data source at a folder with the "
+            f"CS224N task files, or at a URL of them such as {CS224N_DATA_URL}"
+        )
+    has_label = split != "test"
+    examples: list[Example] = []
+    skipped: list[Skipped] = []
+    # surrogateescape keeps a bad byte from failing the whole file: it surfaces as a lone
+    # surrogate in its row, which is then skipped. utf-8-sig drops a spreadsheet's BOM.
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise UserError(f"{name} is empty (no header line): replace it with the CS224N file")
+            columns = _column_indices(name, header, spec, has_label)
+            first_row_of_id: dict[str, int] = {}
+            for row_number, row in enumerate(reader, start=1):
+                outcome = _parse_row(row, len(header), columns, spec, has_label)
+                if isinstance(outcome, Example) and outcome.id in first_row_of_id:
+                    outcome = f"duplicate id (first seen in row {first_row_of_id[outcome.id]})"
+                if isinstance(outcome, str):
+                    skipped.append(Skipped(name, row_number, outcome))
+                else:
+                    first_row_of_id[outcome.id] = row_number
+                    examples.append(outcome)
+        except csv.Error as error:
+            raise UserError(f"{name} row {reader.line_num - 1}: unreadable CSV ({error})") from None
+    if not examples:
+        if not skipped:
+            raise UserError(f"{name} has a header but no data rows: replace it with the CS224N file")
+        first = skipped[0]
+        raise UserError(
+            f"{name}: all {len(skipped)} rows were skipped (row {first.row}: {first.reason}); "
+            f"check that it is the {split} file of task {task}"
+        )
+    return Split(spec, split, examples, skipped)
+
+
+def _column_indices(name: str, header: list[str], spec: TaskSpec, has_label: bool) -> dict[str, int]:
+    """Map each needed column to its position, by name: the test-student files of SST and
+    CFIMDB have an extra leading column, so positions differ between splits."""
+    required = ("id", *spec.text_columns, *((spec.label_column,) if has_label else ()))
+    found = [cell.strip() for cell in header]
+    missing = [column for column in required if column not in found]
+    if missing:
+        raise UserError(
+            f"{name}: header lacks column {', '.join(missing)} (expected {', '.join(required)}; "
+            f"found {', '.join(repr(cell) for cell in found)}): is it a CS224N {spec.name} file?"
+        )
+    return {column: found.index(column) for column in required}
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+# CFIMDB's tokenizer left line breaks as "<br />", "< br />" and "<br / >".
+_LINE_BREAK_TAG = re.compile(r"<\s*br\s*/?\s*>", re.IGNORECASE)
+
+
+def _parse_row(
+    row: list[str], width: int, columns: dict[str, int], spec: TaskSpec, has_label: bool
+) -> Example | str:
+    """The row's example, or the reason it is skipped."""
+    if any(_SURROGATE.search(cell) for cell in row):
+        return "not valid UTF-8"
+    # A row of another width is misaligned with the header (a stray tab, a cut line), so no
+    # column in it can be trusted even where one happens to parse.
+    if len(row) != width:
+        return f"{len(row)} fields, expected {width}"
+    example_id = row[columns["id"]].strip()
+    if not example_id:
+        return "missing id"
+    texts = tuple(clean_text(row[columns[column]]) for column in spec.text_columns)
+    for column, text in zip(spec.text_columns, texts):
+        if not text:
+            return f"missing {column}"
+    if not has_label:
+        return Example(example_id, texts, None)
+    label = _parse_label(row[columns[spec.label_column]].strip(), spec)
+    return label if isinstance(label, str) else Example(example_id, texts, label)
+
+
+def _parse_label(raw: str, spec: TaskSpec) -> float | str:
+    """The label as a float, or the reason it is unusable."""
+    if not raw:
+        return "missing label"
+    try:
+        value = float(raw)
+    except ValueError:
+        return f"label {raw!r} is not a number"
+    if math.isnan(value):
+        return f"label {raw!r} is not a number"
+    if spec.kind == "regression":
+        low, high = _REGRESSION_RANGE
+    else:
+        low, high = 0.0, 1.0 if spec.kind == "binary" else float(spec.num_classes - 1)
+        # A class label arrives as "3" or "1.0"; anything between classes is corrupt.
+        if math.isfinite(value) and not value.is_integer():
+            return f"label {raw} is not a whole number"
+    if not low <= value <= high:
+        return f"label {raw} out of range {low:g}-{high:g}"
+    return value
+
+
+def clean_text(text: str) -> str:
+    """Undo the HTML escapes and line-break tags of the scraped reviews and normalise spacing,
+    so the tokenizer sees the text a reader would."""
+    text = _LINE_BREAK_TAG.sub(" ", html.unescape(text))
+    return " ".join(text.split())
+
+
+def skip_report(splits: Iterable[Split], max_rows: int = 5) -> str:
+    """Skipped rows per file, with up to ``max_rows`` examples each; "" when nothing was skipped."""
+    lines: list[str] = []
+    for split in splits:
+        if not split.skipped:
+            continue
+        count = len(split.skipped)
+        lines.append(f"{split.task.filename(split.split)}: {count} row{'s' if count != 1 else ''} skipped")
+        lines.extend(f"  {s.file} row {s.row}: {s.reason}" for s in split.skipped[:max_rows])
+        if count > max_rows:
+            lines.append(f"  ... and {count - max_rows} more")
+    return "\n".join(lines)
+
+
+def resolve_source(source: str | Path, cache_dir: str | Path) -> Path:
+    """A local folder of task files, or one filled from a base URL (downloading only missing files)."""
+    text = str(source)
+    if not text.startswith(("http://", "https://")):
+        directory = Path(source)
+        if not directory.is_dir():
+            raise UserError(f"data source {directory} is not a directory (give a folder of CS224N files or a URL)")
+        return directory
+    cache = Path(cache_dir)
+    base = text if text.endswith("/") else text + "/"
+    names = [spec.filename(split) for spec in TASKS.values() for split in SPLITS]
+    missing = [name for name in names if not (cache / name).is_file()]
+    if missing:
+        # stderr, so a command's own output on stdout stays clean.
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        with Progress(*columns, console=Console(stderr=True)) as progress:
+            for name in missing:
+                _download(base + name, cache / name, progress)
+    return cache
+
+
+def _download(url: str, destination: Path, progress: Progress) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, atomic_path(destination) as tmp:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length else None
+            bar = progress.add_task(destination.name, total=total)
+            received = 0
+            with tmp.open("wb") as out:
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+                    received += len(chunk)
+                    progress.update(bar, advance=len(chunk))
+            # A dropped connection can end the stream early without an error; a short
+            # file must not land in the cache, where it would be trusted from then on.
+            if total is not None and received != total:
+                raise UserError(f"cannot download {url}: got {received} of {total} bytes; try again")
+    except (OSError, http.client.HTTPException) as error:
+        raise UserError(f"cannot download {url}: {error}; check the URL and the network") from None
+
+
+def _check_name(kind: str, name: str, valid: Iterable[str]) -> None:
+    valid = list(valid)
+    if name not in valid:
+        raise UserError(f"unknown {kind} {name!r}: valid {kind}s are {', '.join(valid)}")

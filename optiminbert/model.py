@@ -1,0 +1,332 @@
+"""minBERT: our own BERT encoder, loading Hugging Face BERT checkpoints.
+
+One file for the whole encoder, nanoGPT style: a config dataclass read from a Hugging Face
+``config.json``, the embedding, attention and transformer layers, the pooler, and
+``from_pretrained`` / ``save_pretrained`` that map checkpoint keys explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from optiminbert.checkpoints import resolve_checkpoint
+from optiminbert.errors import UserError
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "BertConfig":
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path}: cannot read the model config ({exc})") from exc
+        if raw.get("model_type", "bert") != "bert":
+            raise UserError(f"{path}: model_type is {raw['model_type']!r}, not a BERT checkpoint")
+        known = {f.name for f in fields(cls)}
+        config = cls(**{k: v for k, v in raw.items() if k in known})
+        if config.hidden_size % config.num_attention_heads:
+            raise UserError(
+                f"{path}: hidden_size {config.hidden_size} is not divisible by "
+                f"num_attention_heads {config.num_attention_heads}"
+            )
+        if config.hidden_act not in _ACTIVATIONS:
+            raise UserError(f"{path}: unsupported hidden_act {config.hidden_act!r}")
+        return config
+
+    def to_json(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        # These two fields let transformers.BertModel.from_pretrained read our saved encoders.
+        out.update(model_type="bert", architectures=["BertModel"])
+        return out
+
+
+_ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x),
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+class BertOutput(NamedTuple):
+    last_hidden_state: torch.Tensor
+    pooler_output: torch.Tensor
+
+
+class Embeddings(nn.Module):
+    """Token + position + segment embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.word = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.segment = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = self.word(input_ids) + self.position(positions) + self.segment(token_type_ids)
+        return self.dropout(self.norm(x))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused QKV projection (one matmul instead of three)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.n_heads = config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout_p = config.attention_probs_dropout_prob
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        batch, length, width = x.shape
+        q, k, v = (
+            self.qkv(x).view(batch, length, 3, self.n_heads, width // self.n_heads).permute(2, 0, 3, 1, 4)
+        )
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_bias, dropout_p=self.dropout_p if self.training else 0.0
+        )
+        return self.out(y.transpose(1, 2).reshape(batch, length, width))
+
+
+class TransformerLayer(nn.Module):
+    """Post-LN transformer layer, as in the original BERT: x = LN(x + sublayer(x))."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.attention = SelfAttention(config)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn_in = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.ffn_out = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.act = _ACTIVATIONS[config.hidden_act]
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        x = self.attention_norm(x + self.dropout(self.attention(x, attn_bias)))
+        return self.ffn_norm(x + self.dropout(self.ffn_out(self.act(self.ffn_in(x)))))
+
+
+class Pooler(nn.Module):
+    """tanh(W h_[CLS] + b): BERT's next-sentence-prediction pooler."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))
+
+
+class BertModel(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_hidden_layers))
+        self.pooler = Pooler(config)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        # BERT's initialisation (truncated normal in the paper, plain normal in the reference code).
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear):
+            nn.init.zeros_(module.bias)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> BertOutput:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.embeddings(input_ids, token_type_ids)
+        # An additive bias in the activations' dtype: padded keys get a large negative score.
+        bias = torch.zeros(attention_mask.shape, dtype=x.dtype, device=x.device)
+        bias = bias.masked_fill(attention_mask == 0, torch.finfo(x.dtype).min)[:, None, None, :]
+        for layer in self.layers:
+            x = layer(x, bias)
+        return BertOutput(x, self.pooler(x))
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path) -> "BertModel":
+        """Load ``"default"`` (all-MiniLM-L6-v2) or any Hugging Face BERT directory."""
+        directory = resolve_checkpoint(name_or_path)
+        config = BertConfig.from_json(directory / "config.json")
+        model = cls(config)
+        state = _read_weights(directory)
+        model.load_state_dict(hf_to_ours(state, config, source=directory))
+        return model
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write config.json and model.safetensors in the Hugging Face layout, atomically."""
+        from optiminbert.atomic import write_json_atomic, write_safetensors_atomic
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_safetensors_atomic(ours_to_hf(self.state_dict(), self.config), directory / "model.safetensors")
+        write_json_atomic(self.config.to_json(), directory / "config.json")
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# -- key mapping ---------------------------------------------------------------------------
+
+_EMBEDDINGS = {
+    "embeddings.word_embeddings.weight": "embeddings.word.weight",
+    "embeddings.position_embeddings.weight": "embeddings.position.weight",
+    "embeddings.token_type_embeddings.weight": "embeddings.segment.weight",
+    "embeddings.LayerNorm.weight": "embeddings.norm.weight",
+    "embeddings.LayerNorm.bias": "embeddings.norm.bias",
+    "pooler.dense.weight": "pooler.dense.weight",
+    "pooler.dense.bias": "pooler.dense.bias",
+}
+_LAYER = {  # Hugging Face name under encoder.layer.{i}. -> ours under layers.{i}.
+    "attention.output.dense": "attention.out",
+    "attention.output.LayerNorm": "attention_norm",
+    "intermediate.dense": "ffn_in",
+    "output.dense": "ffn_out",
+    "output.LayerNorm": "ffn_norm",
+}
+_QKV = ("query", "key", "value")
+
+
+def _normalise_key(key: str) -> str | None:
+    """Bring the key styles found in the wild to one; None for keys we deliberately drop."""
+    if key.startswith("cls.") or key.endswith("position_ids"):
+        return None  # pretraining heads and a non-persistent buffer in older checkpoints
+    key = key.removeprefix("bert.")
+    if key.endswith("LayerNorm.gamma"):
+        key = key.removesuffix("gamma") + "weight"
+    elif key.endswith("LayerNorm.beta"):
+        key = key.removesuffix("beta") + "bias"
+    return key
+
+
+def _expected_hf_shapes(config: BertConfig) -> dict[str, tuple[int, ...]]:
+    h, i = config.hidden_size, config.intermediate_size
+    shapes = {
+        "embeddings.word_embeddings.weight": (config.vocab_size, h),
+        "embeddings.position_embeddings.weight": (config.max_position_embeddings, h),
+        "embeddings.token_type_embeddings.weight": (config.type_vocab_size, h),
+        "embeddings.LayerNorm.weight": (h,),
+        "embeddings.LayerNorm.bias": (h,),
+        "pooler.dense.weight": (h, h),
+        "pooler.dense.bias": (h,),
+    }
+    per_layer = {
+        **{f"attention.self.{n}.weight": (h, h) for n in _QKV},
+        **{f"attention.self.{n}.bias": (h,) for n in _QKV},
+        "attention.output.dense.weight": (h, h),
+        "attention.output.dense.bias": (h,),
+        "attention.output.LayerNorm.weight": (h,),
+        "attention.output.LayerNorm.bias": (h,),
+        "intermediate.dense.weight": (i, h),
+        "intermediate.dense.bias": (i,),
+        "output.dense.weight": (h, i),
+        "output.dense.bias": (h,),
+        "output.LayerNorm.weight": (h,),
+        "output.LayerNorm.bias": (h,),
+    }
+    for layer in range(config.num_hidden_layers):
+        shapes.update({f"encoder.layer.{layer}.{k}": v for k, v in per_layer.items()})
+    return shapes
+
+
+def hf_to_ours(state: dict[str, torch.Tensor], config: BertConfig, source: object = "checkpoint") -> dict:
+    """Map a Hugging Face BERT state dict onto ours, checking every key and shape."""
+    hf = {}
+    for key, tensor in state.items():
+        norm = _normalise_key(key)
+        if norm is not None:
+            hf[norm] = tensor
+    expected = _expected_hf_shapes(config)
+    missing = sorted(set(expected) - set(hf))
+    unexpected = sorted(set(hf) - set(expected))
+    misshaped = [
+        f"{k} {tuple(hf[k].shape)} != {expected[k]}" for k in sorted(expected.keys() & hf.keys())
+        if tuple(hf[k].shape) != expected[k]
+    ]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+        if items:
+            shown = ", ".join(items[:8]) + (f" (+{len(items) - 8} more)" if len(items) > 8 else "")
+            problems.append(f"{len(items)} {label}: {shown}")
+    if problems:
+        raise UserError(f"{source}: weights do not match the config: " + "; ".join(problems))
+
+    ours = {our: hf[theirs] for theirs, our in _EMBEDDINGS.items()}
+    for layer in range(config.num_hidden_layers):
+        src, dst = f"encoder.layer.{layer}.", f"layers.{layer}."
+        for part in ("weight", "bias"):
+            ours[f"{dst}attention.qkv.{part}"] = torch.cat(
+                [hf[f"{src}attention.self.{n}.{part}"] for n in _QKV]
+            )
+            for theirs, our in _LAYER.items():
+                ours[f"{dst}{our}.{part}"] = hf[f"{src}{theirs}.{part}"]
+    return {k: v.float() for k, v in ours.items()}
+
+
+def ours_to_hf(state: dict[str, torch.Tensor], config: BertConfig) -> dict[str, torch.Tensor]:
+    """The inverse of ``hf_to_ours``: our state dict in Hugging Face names (unprefixed)."""
+    hf = {theirs: state[our] for theirs, our in _EMBEDDINGS.items()}
+    for layer in range(config.num_hidden_layers):
+        src, dst = f"layers.{layer}.", f"encoder.layer.{layer}."
+        for part in ("weight", "bias"):
+            for name, chunk in zip(_QKV, state[f"{src}attention.qkv.{part}"].chunk(3)):
+                hf[f"{dst}attention.self.{name}.{part}"] = chunk
+            for theirs, our in _LAYER.items():
+                hf[f"{dst}{theirs}.{part}"] = state[f"{src}{our}.{part}"]
+    return {k: v.detach().contiguous().cpu() for k, v in hf.items()}
+
+
+def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
+    safetensors_path = directory / "model.safetensors"
+    bin_path = directory / "pytorch_model.bin"
+    try:
+        if safetensors_path.is_file():
+            from safetensors.torch import load_file
+
+            return load_file(safetensors_path)
+        if bin_path.is_file():
+            # weights_only: a checkpoint can never execute code while it loads.
+            state = torch.load(bin_path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise ValueError("not a state dict")
+            return state
+    except Exception as exc:  # corrupt or truncated files surface in many exception types
+        path = safetensors_path if safetensors_path.is_file() else bin_path
+        raise UserError(f"{path}: cannot read the weights ({type(exc).__name__}: {exc})") from exc
+    raise UserError(f"{directory}: no model.safetensors or pytorch_model.bin in this directory")

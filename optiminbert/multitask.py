@@ -1,0 +1,97 @@
+"""The task model: one shared BERT encoder and a small head per task.
+
+Two pair designs, as in the report:
+- ``cross``: a pair is one sequence, [CLS] a [SEP] b [SEP]; every head reads the pooled [CLS]
+  (the baseline and the round-robin MTL phase).
+- ``siamese``: the shared sentence-embedding layer (Reimers & Gurevych 2019). Each sentence gets
+  an embedding u; STS predicts 5·cos(u, v), paraphrase classifies [u, v, |u−v|], sentiment
+  classifies [pooled, u] (the "MTL with sentence embeddings" phase and the specialists).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from optiminbert.data import TASKS
+from optiminbert.model import BertModel
+
+STS_SCALE = 5.0  # STS gold scores run 0..5
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class SentenceEmbedding(nn.Module):
+    """A learned linear layer over mean-pooled tokens, shared by all tasks.
+
+    Initialised to the identity so training starts from the checkpoint's own mean-pooled
+    embedding (all-MiniLM-L6-v2 was trained for exactly that), not from a random projection.
+    """
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.linear = nn.Linear(width, width)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.eye(width))
+            self.linear.bias.zero_()
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.linear(mean_pool(hidden, mask))
+
+
+class MultitaskBert(nn.Module):
+    def __init__(self, encoder: BertModel, tasks: list[str], pairs: str = "cross", dropout: float = 0.3):
+        super().__init__()
+        if pairs not in ("cross", "siamese"):
+            raise ValueError(f"pairs must be 'cross' or 'siamese', not {pairs!r}")
+        self.encoder = encoder
+        self.tasks = list(tasks)
+        self.pairs = pairs
+        self.dropout = nn.Dropout(dropout)
+        width = encoder.config.hidden_size
+        self.embedding = SentenceEmbedding(width) if pairs == "siamese" else None
+        self.heads = nn.ModuleDict()
+        for task in self.tasks:
+            spec = TASKS[task]
+            if pairs == "cross":
+                self.heads[task] = nn.Linear(width, spec.num_classes)
+            elif spec.kind == "classification":
+                self.heads[task] = nn.Linear(2 * width, spec.num_classes)
+            elif spec.kind == "binary":
+                self.heads[task] = nn.Linear(3 * width, 1)
+            # siamese STS is the scaled cosine itself: no parameters of its own
+
+    def forward(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Class logits (B, C) for sentiment, one logit (B,) for paraphrase, a 0..5 score (B,) for STS."""
+        spec = TASKS[task]
+        if "features" in batch:  # frozen encoder: features were computed once, up front
+            return self.heads[task](self.dropout(batch["features"]))
+        out = self.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        if self.pairs == "cross":
+            logits = self.heads[task](self.dropout(out.pooler_output))
+            return logits if spec.kind == "classification" else logits.squeeze(-1)
+        u = self.embedding(out.last_hidden_state, batch["attention_mask"])
+        if spec.kind == "classification":
+            return self.heads[task](self.dropout(torch.cat([out.pooler_output, u], dim=-1)))
+        u, v = u.chunk(2)  # siamese pair batches stack all first sentences, then all second ones
+        if spec.kind == "binary":
+            return self.heads[task](self.dropout(torch.cat([u, v, (u - v).abs()], dim=-1))).squeeze(-1)
+        return STS_SCALE * F.cosine_similarity(u, v, dim=-1)
+
+    @torch.no_grad()
+    def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What a frozen-encoder head reads: the pooled [CLS] of a single-sentence batch."""
+        return self.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")).pooler_output
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        shared = list(self.encoder.parameters())
+        if self.embedding is not None:
+            shared += list(self.embedding.parameters())
+        return [p for p in shared if p.requires_grad]
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        return [p for p in self.heads[task].parameters() if p.requires_grad] if task in self.heads else []

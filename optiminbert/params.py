@@ -1,0 +1,69 @@
+"""Reading params.yaml: shared hyperparameters at the top level, per-stage sections on top.
+
+A stage's effective settings are the top-level values overlaid by its sections, in order
+(e.g. ``baseline.pretrain`` then ``baseline.cfimdb``), so ``dvc exp run -S lr=2e-5`` reaches
+every stage that does not set its own ``lr``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from optiminbert.errors import UserError
+
+# The embedded defaults: what a run uses when params.yaml does not say otherwise.
+DEFAULTS: dict[str, Any] = {
+    "checkpoint": "default",
+    "data": "../shared/data/cs224n",
+    "device": "auto",
+    "precision": "auto",
+    "seed": 11711,
+    "max_length": 128,
+    "lr": 5e-5,
+    "epochs": 1,
+    "batch_size": 32,
+    "eval_batch_size": 128,
+    "dropout": 0.3,
+    "warmup": 0.1,
+    "grad_clip": 1.0,
+    "freeze_word_embeddings": True,
+    "surgery": "none",
+    "steps_per_epoch": 0,
+}
+
+
+def load(path: str | Path = "params.yaml") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from exc
+    if not isinstance(loaded, dict):
+        raise UserError(f"{path}: expected a mapping of params at the top level")
+    return loaded
+
+
+def resolve(params: dict[str, Any], *sections: str) -> dict[str, Any]:
+    """Top-level values (over the embedded defaults), then each dotted section on top."""
+    merged = dict(DEFAULTS)
+    merged.update({k: v for k, v in params.items() if not isinstance(v, dict)})
+    for section in sections:
+        node: Any = params
+        for part in section.split("."):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if not isinstance(node, dict):
+            raise UserError(f"params section {section!r} must be a mapping")
+        merged.update({k: v for k, v in node.items() if not isinstance(v, dict)})
+    unknown = sorted(set(merged) - set(DEFAULTS) - _STAGE_ONLY)
+    if unknown:
+        raise UserError(f"unknown param(s) {', '.join(unknown)}; known: {', '.join(sorted(set(DEFAULTS) | _STAGE_ONLY))}")
+    return merged
+
+
+# Params that only make sense inside a stage's section.
+_STAGE_ONLY = {"cfimdb_max_length", "match_multitask_steps"}

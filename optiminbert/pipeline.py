@@ -1,0 +1,101 @@
+"""The study's steps with their paths and params, shared by the DVC stages and the CLI.
+
+Each step takes the loaded params.yaml and a dict of overrides (the CLI's options), resolves
+its section(s) and calls into the core modules.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from optiminbert import evaluation, phases, prepared, report
+from optiminbert.checkpoints import resolve_checkpoint
+from optiminbert.data import TASKS
+from optiminbert.errors import UserError
+from optiminbert.params import resolve
+
+PREPARED = Path("data/prepared")
+MODELS = Path("models")
+METRICS = Path("metrics")
+PLOTS = Path("plots")
+
+console = Console(stderr=True)
+
+
+def _with(p: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    return {**p, **{k: v for k, v in overrides.items() if v is not None}}
+
+
+def prepare(params: dict, overrides: dict | None = None) -> None:
+    p = _with(resolve(params, "prepare"), overrides or {})
+    resolve_checkpoint(p["checkpoint"])  # a wrong checkpoint fails before any data is read
+    lengths = {task: p["max_length"] for task in TASKS}
+    lengths["cfimdb"] = p.get("cfimdb_max_length", p["max_length"])
+    skipped = prepared.prepare(p["data"], PREPARED, p["checkpoint"], lengths)
+    console.print(skipped or "no rows skipped")
+
+
+def train_baseline(params: dict, task: str, mode: str, overrides: dict | None = None) -> list[dict]:
+    _check("task", task, phases.BASELINE_TASKS)
+    _check("mode", mode, phases.BASELINE_MODES)
+    p = _with(resolve(params, "baseline", f"baseline.{mode}", f"baseline.{task}"), overrides or {})
+    name = f"{task}-{mode}"
+    history = phases.train_run(
+        p, [task], "cross", PREPARED, MODELS / "baseline" / name, f"baseline {name}", frozen=mode == "pretrain"
+    )
+    phases.write_curves(history, PLOTS / "curves" / f"baseline-{name}.csv")
+    return history
+
+
+def train_phase(params: dict, phase: str, overrides: dict | None = None, tasks: list[str] | None = None) -> None:
+    """One joint model (mtl, mtl_embed), or one specialist per task."""
+    _check("phase", phase, ("baseline", *phases.PHASES))
+    spec = phases.PHASES[phase]
+    if spec.joint:
+        p = _with(resolve(params, phase), overrides or {})
+        history = phases.train_run(p, list(phases.STUDY_TASKS), spec.pairs, PREPARED, MODELS / phase, phase)
+        phases.write_curves(history, PLOTS / "curves" / f"{phase}.csv")
+        return
+    for task in tasks or phases.STUDY_TASKS:
+        _check("task", task, phases.STUDY_TASKS)
+        p = _with(resolve(params, phase, f"{phase}.{task}"), overrides or {})
+        if p.get("match_multitask_steps") and not p["steps_per_epoch"]:
+            p["steps_per_epoch"] = multitask_steps(p["batch_size"])
+        history = phases.train_run(p, [task], spec.pairs, PREPARED, MODELS / phase / task, f"{phase} {task}")
+        phases.write_curves(history, PLOTS / "curves" / f"{phase}-{task}.csv")
+
+
+def multitask_steps(batch_size: int) -> int:
+    """Steps in one round-robin epoch of the joint phases: one pass over the largest task."""
+    sizes = [len(prepared.TaskSplit.load(prepared.split_path(PREPARED, t, "train"))) for t in phases.STUDY_TASKS]
+    return -(-max(sizes) // batch_size)
+
+
+def evaluate(params: dict, phase: str) -> dict:
+    _check("phase", phase, ("baseline", *phases.PHASES))
+    p = resolve(params, "evaluate")
+    return evaluation.evaluate_phase(phase, MODELS, PREPARED, Path("."), p)
+
+
+def make_report(params: dict) -> str:
+    report.write_phase_bars(METRICS, PLOTS / "phases.csv")
+    return report.render(METRICS, METRICS / "report.md")
+
+
+def _check(kind: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UserError(f"unknown {kind} {value!r}: choose one of {', '.join(allowed)}")
+
+
+def run_dir(phase: str, task: str) -> Path:
+    """The trained run that answers ``task`` for ``phase`` (a directory path is taken as is)."""
+    if Path(phase).is_dir():
+        return Path(phase)
+    phase = phase.replace("-", "_")
+    if phase == "baseline":
+        return MODELS / "baseline" / f"{task}-finetune"
+    _check("phase", phase, tuple(phases.PHASES))
+    return MODELS / phase if phases.PHASES[phase].joint else MODELS / phase / task

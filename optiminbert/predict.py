@@ -1,0 +1,67 @@
+"""Scoring new text with a trained run: sentiment, paraphrase, similarity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from optiminbert.batching import TokenizedTexts
+from optiminbert.data import TASKS, clean_text
+from optiminbert.errors import UserError
+from optiminbert.metrics import to_predictions
+from optiminbert.phases import load_run, runtime_for
+from optiminbert.prepared import TaskSplit
+from optiminbert.tokenizer import load_tokenizer
+from optiminbert.train import predict
+
+SENTIMENT_NAMES = {
+    "sst": ["very negative", "negative", "neutral", "positive", "very positive"],
+    "cfimdb": ["negative", "positive"],
+}
+
+
+def read_inputs(path: str | Path, task: str) -> tuple[list[str], list[tuple[str, ...]]]:
+    """ids and texts from a CSV/TSV with the task's text columns (and optionally ``id``)."""
+    path = Path(path)
+    columns = TASKS[task].text_columns
+    try:
+        frame = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise UserError(f"{path}: cannot read as CSV ({exc})".replace("\n", " ")) from exc
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path}: needs column(s) {', '.join(missing)} for task {task}; found {', '.join(frame.columns)}")
+    texts = [tuple(clean_text(row[c]) for c in columns) for _, row in frame.iterrows()]
+    for row, t in enumerate(texts, 1):
+        if not all(t):
+            raise UserError(f"{path} row {row}: empty text")
+    ids = frame["id"].tolist() if "id" in frame.columns else [str(i) for i in range(len(texts))]
+    return ids, texts
+
+
+def predict_texts(run_dir: str | Path, task: str, ids: list[str], texts: list[tuple[str, ...]], params: dict) -> pd.DataFrame:
+    model, meta = load_run(run_dir)
+    if task not in meta["tasks"]:
+        raise UserError(f"{run_dir} was trained for {', '.join(meta['tasks'])}, not {task}")
+    max_length = meta["params"]["max_length"]
+    tokenizer = load_tokenizer(Path(run_dir) / "encoder", max_length)
+    columns = [
+        TokenizedTexts.from_lists([e.ids for e in tokenizer.encode_batch([t[c] for t in texts])])
+        for c in range(len(texts[0]))
+    ]
+    split = TaskSplit(task, "input", ids, texts, None, columns)
+    runtime = runtime_for(params)
+    raw = predict(model.to(runtime.device), task, split, runtime, params["eval_batch_size"], max_length)
+    out = pd.DataFrame({"id": ids, "prediction": to_predictions(task, raw)})
+    kind = TASKS[task].kind
+    if kind == "classification":
+        probs = raw.softmax(-1)
+        out["label"] = [SENTIMENT_NAMES[task][i] for i in out["prediction"]]
+        out["probability"] = probs.max(-1).values.numpy().round(4)
+    elif kind == "binary":
+        out["probability"] = torch.sigmoid(raw).numpy().round(4)
+    else:
+        out["prediction"] = out["prediction"].round(4)
+    return out

@@ -1,0 +1,136 @@
+"""Tokenized datasets, cached on disk by the prepare stage so training never re-tokenizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.progress import track
+
+from optiminbert import data
+from optiminbert.atomic import torch_save_atomic, write_json_atomic, write_text_atomic
+from optiminbert.batching import TokenizedTexts, join_pair, pad, pad_pairs
+from optiminbert.errors import UserError
+from optiminbert.tokenizer import load_tokenizer
+
+PAIR_MODES = ("cross", "siamese")
+
+
+@dataclass
+class TaskSplit:
+    """One task's split: ids, raw texts (for analysis), labels and the tokens of each column."""
+
+    task: str
+    split: str
+    ids: list[str]
+    texts: list[tuple[str, ...]]
+    labels: torch.Tensor | None
+    columns: list[TokenizedTexts]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.columns) == 2
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return sum(c.lengths for c in self.columns)
+
+    def batch(self, indices: torch.Tensor, pairs: str, max_length: int) -> dict[str, torch.Tensor]:
+        """A padded batch; pairs are cross-encoded ([CLS] a [SEP] b [SEP]) or, for siamese
+        models, stacked as 2B rows (all first sentences, then all second ones) so both
+        sentences go through the encoder in one forward pass."""
+        rows = indices.tolist()
+        if not self.is_pair:
+            batch = pad([self.columns[0][i] for i in rows])
+        elif pairs == "cross":
+            batch = pad_pairs([join_pair(self.columns[0][i], self.columns[1][i], max_length) for i in rows])
+        else:
+            batch = pad([self.columns[0][i] for i in rows] + [self.columns[1][i] for i in rows])
+        if self.labels is not None:
+            batch["labels"] = self.labels[indices]
+        return batch
+
+    def to_dict(self) -> dict:
+        return {
+            "task": self.task,
+            "split": self.split,
+            "ids": self.ids,
+            "texts": [list(t) for t in self.texts],
+            "labels": self.labels,
+            "flat": [c.flat for c in self.columns],
+            "offsets": [c.offsets for c in self.columns],
+        }
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TaskSplit":
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: prepared data not found; run `dvc repro prepare` or `optiminbert prepare` first")
+        raw = torch.load(path, weights_only=True)
+        columns = [TokenizedTexts(f, o) for f, o in zip(raw["flat"], raw["offsets"])]
+        return cls(raw["task"], raw["split"], raw["ids"], [tuple(t) for t in raw["texts"]], raw["labels"], columns)
+
+
+@dataclass
+class FeatureSplit:
+    """Encoder features computed once for a frozen encoder: training the head costs no encoder pass."""
+
+    features: torch.Tensor
+    labels: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return torch.ones(len(self.features), dtype=torch.long)
+
+    def batch(self, indices: torch.Tensor, pairs: str, max_length: int) -> dict[str, torch.Tensor]:
+        batch = {"features": self.features[indices]}
+        if self.labels is not None:
+            batch["labels"] = self.labels[indices]
+        return batch
+
+
+def split_path(prepared_dir: str | Path, task: str, split: str) -> Path:
+    return Path(prepared_dir) / f"{task}-{split}.pt"
+
+
+def prepare(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    checkpoint: str,
+    max_length: dict[str, int],
+    tasks: tuple[str, ...] = tuple(data.TASKS),
+) -> str:
+    """Load, clean and tokenize every split of every task; returns the skipped-rows report."""
+    source = data.resolve_source(data_dir, Path(out_dir).parent / "raw")
+    loaded = {task: data.load_task(source, task) for task in tasks}  # all checked before any write
+    out_dir = Path(out_dir)
+    summary = {}
+    for task, splits in loaded.items():
+        tokenizer = load_tokenizer(checkpoint, max_length[task])
+        for split, loaded_split in track(splits.items(), description=f"tokenizing {task}", transient=True):
+            examples = loaded_split.examples
+            columns = [
+                TokenizedTexts.from_lists([e.ids for e in tokenizer.encode_batch([ex.texts[c] for ex in examples])])
+                for c in range(len(loaded_split.task.text_columns))
+            ]
+            has_labels = examples[0].label is not None
+            labels = torch.tensor([ex.label for ex in examples], dtype=torch.float32) if has_labels else None
+            prepared = TaskSplit(task, split, [ex.id for ex in examples], [ex.texts for ex in examples], labels, columns)
+            torch_save_atomic(prepared.to_dict(), split_path(out_dir, task, split))
+            summary[f"{task}-{split}"] = {
+                "examples": len(examples),
+                "skipped": len(loaded_split.skipped),
+                "tokens": int(prepared.lengths.sum()),
+                "truncated": int(sum((c.lengths >= max_length[task]).sum() for c in columns)),
+            }
+    report = data.skip_report([s for splits in loaded.values() for s in splits.values()])
+    write_text_atomic(report + "\n", out_dir / "skipped.txt")
+    write_json_atomic(summary, out_dir / "summary.json")
+    return report

@@ -1,0 +1,93 @@
+"""The report: the paper's tables with our committed numbers beside the published ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from optiminbert.atomic import write_text_atomic
+from optiminbert.metrics import overall
+
+# The CS224N handout's reference dev accuracies with bert-base-uncased (Table 1).
+HANDOUT_BASELINE = {"sst": {"pretrain": 0.390, "finetune": 0.515}, "cfimdb": {"pretrain": 0.780, "finetune": 0.966}}
+# The report's dev results, (SST acc, paraphrase acc, STS Pearson) per phase (Table 2).
+PAPER_PHASES = {"mtl": (0.520, 0.475, -0.005), "mtl_embed": (0.511, 0.697, 0.517), "specialist": (0.518, 0.743, 0.616)}
+PHASE_TITLES = {"mtl": "Round-robin MTL", "mtl_embed": "MTL + sentence embeddings", "specialist": "Specialists"}
+
+
+def _load(metrics_dir: Path, name: str) -> dict | None:
+    path = metrics_dir / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def build_tables(metrics_dir: Path) -> list[tuple[str, list[str], list[list[str]]]]:
+    tables = []
+    baseline = _load(metrics_dir, "baseline")
+    if baseline:
+        rows = [
+            [task.upper(), mode, f"{HANDOUT_BASELINE[task][mode]:.3f}", f"{baseline[task][mode]['dev_acc']:.3f}"]
+            for task in HANDOUT_BASELINE
+            for mode in ("pretrain", "finetune")
+        ]
+        tables.append(("Table 1: baseline dev accuracy", ["task", "mode", "handout (bert-base)", "ours"], rows))
+    rows = []
+    for phase, title in PHASE_TITLES.items():
+        ours = _load(metrics_dir, phase)
+        paper = PAPER_PHASES[phase]
+        rows.append([title, "paper", *(f"{x:.3f}" for x in paper), f"{overall(*paper):.3f}"])
+        if ours:
+            d = ours["dev"]
+            rows.append([title, "ours", f"{d['sst_acc']:.3f}", f"{d['para_acc']:.3f}", f"{d['sts_pearson']:.3f}", f"{d['overall']:.3f}"])
+    tables.append(("Table 2: dev results per phase", ["phase", "source", "SST acc", "para acc", "STS r", "overall"], rows))
+    test_rows = [
+        [PHASE_TITLES[phase], "written", "written", "written", "labels withheld"]
+        for phase in PHASE_TITLES
+        if _load(metrics_dir, phase)
+    ]
+    if test_rows:
+        tables.append(("Table 3: test predictions (predictions/<phase>/<task>-test.csv)", ["phase", "SST", "para", "STS", "scores"], test_rows))
+    return tables
+
+
+def render(metrics_dir: str | Path, out: str | Path | None = None, console: Console | None = None) -> str:
+    metrics_dir = Path(metrics_dir)
+    tables = build_tables(metrics_dir)
+    parts = [
+        "# OptiMinBERT results",
+        "",
+        "Overall = (SST acc + paraphrase acc + (STS r + 1) / 2) / 3, the CS224N leaderboard form, "
+        "for the paper's numbers too (the report mixes it with a plain mean).",
+        "",
+    ]
+    for title, header, rows in tables:
+        parts += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        parts += ["| " + " | ".join(r) + " |" for r in rows]
+        parts.append("")
+    text = "\n".join(parts)
+    if out is not None:
+        write_text_atomic(text, out)
+    console = console or Console()
+    for title, header, rows in tables:
+        table = Table(title=title)
+        for h in header:
+            table.add_column(h)
+        for r in rows:
+            table.add_row(*r)
+        console.print(table)
+    return text
+
+
+def write_phase_bars(metrics_dir: str | Path, path: str | Path) -> None:
+    """One row per phase with its dev scores: the bar chart of the phases per task."""
+    from optiminbert.atomic import write_csv_atomic
+
+    rows = []
+    for phase in PHASE_TITLES:
+        ours = _load(Path(metrics_dir), phase)
+        if ours:
+            d = ours["dev"]
+            rows.append([phase, d["sst_acc"], d["para_acc"], d["sts_pearson"], d["overall"]])
+    write_csv_atomic(["phase", "sst_acc", "para_acc", "sts_pearson", "overall"], rows, path)

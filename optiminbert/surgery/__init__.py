@@ -1,0 +1,17 @@
+"""Gradient strategies for multitask training (LibMTL's ``weighting/`` is the model):
+each turns the per-task losses of one step into ``.grad`` on every parameter."""
+
+from optiminbert.errors import UserError
+from optiminbert.surgery.base import GradientStrategy, SumLosses
+from optiminbert.surgery.pcgrad import PCGrad
+
+STRATEGIES = {"none": SumLosses, "pcgrad": PCGrad}
+
+
+def make_strategy(name: str, seed: int) -> GradientStrategy:
+    if name not in STRATEGIES:
+        raise UserError(f"unknown surgery {name!r}: choose one of {', '.join(STRATEGIES)}")
+    return STRATEGIES[name](seed=seed)
+
+
+__all__ = ["GradientStrategy", "SumLosses", "PCGrad", "STRATEGIES", "make_strategy"]

@@ -1,0 +1,28 @@
+"""The gradient-strategy interface and the plain summed loss."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class GradientStrategy:
+    """Fills ``.grad`` of the shared and task parameters from one step's per-task losses."""
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def backward(
+        self,
+        losses: dict[str, torch.Tensor],
+        shared: list[nn.Parameter],
+        task_params: dict[str, list[nn.Parameter]],
+    ) -> None:
+        raise NotImplementedError
+
+
+class SumLosses(GradientStrategy):
+    """The default: one backward pass of the summed task losses."""
+
+    def backward(self, losses, shared, task_params) -> None:
+        torch.stack(list(losses.values())).sum().backward()

@@ -1,0 +1,177 @@
+"""The one training loop that every phase uses: baseline, multitask and specialists."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from optiminbert.batching import length_bucketed_batches, sequential_batches
+from optiminbert.data import TASKS
+from optiminbert.errors import UserError
+from optiminbert.losses import loss_for
+from optiminbert.metrics import selection_score, task_score, to_predictions
+from optiminbert.multitask import MultitaskBert
+from optiminbert.roundrobin import RoundRobin
+from optiminbert.runtime import autocast
+from optiminbert.surgery import GradientStrategy
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 5e-5
+    epochs: int = 1
+    batch_size: int = 32
+    warmup: float = 0.1  # fraction of steps with linear warm-up, then linear decay; 0 = constant lr
+    grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
+    eps: float = 1e-6
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    seed: int = 11711
+    max_length: int = 128
+    eval_batch_size: int = 128
+    steps_per_epoch: int = 0  # 0: one pass over the largest task; else this many round-robin steps
+
+    def __post_init__(self):
+        if self.steps_per_epoch < 0:
+            raise UserError(f"param steps_per_epoch must be >= 0, got {self.steps_per_epoch!r}")
+        for name in ("lr", "epochs", "batch_size", "eval_batch_size", "max_length"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"param {name} must be positive, got {getattr(self, name)!r}")
+        if not 0 <= self.warmup < 1:
+            raise UserError(f"param warmup must be in [0, 1), got {self.warmup!r}")
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    dtype: torch.dtype | None  # autocast dtype, None for fp32
+
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+
+
+@torch.inference_mode()
+def predict(model: MultitaskBert, task: str, split, runtime: Runtime, batch_size: int, max_length: int) -> torch.Tensor:
+    """Raw outputs for every example of a split, in the split's order."""
+    was_training = model.training
+    model.eval()
+    outputs = [None] * len(split)
+    for indices in sequential_batches(split.lengths, batch_size):
+        batch = runtime.to_device(split.batch(indices, model.pairs, max_length))
+        with autocast(runtime.device, runtime.dtype):
+            raw = model(task, batch).float().cpu()
+        for i, row in zip(indices.tolist(), raw):
+            outputs[i] = row
+    model.train(was_training)
+    return torch.stack(outputs)
+
+
+def evaluate(model: MultitaskBert, dev: dict, runtime: Runtime, cfg: TrainConfig) -> dict[str, float]:
+    return {
+        task: task_score(
+            task,
+            to_predictions(task, predict(model, task, split, runtime, cfg.eval_batch_size, cfg.max_length)),
+            split.labels.numpy(),
+        )
+        for task, split in dev.items()
+    }
+
+
+def _lr_lambda(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def fit(
+    model: MultitaskBert,
+    train: dict,
+    dev: dict,
+    cfg: TrainConfig,
+    strategy: GradientStrategy,
+    runtime: Runtime,
+    label: str,
+) -> list[dict]:
+    """Train with round-robin batches, evaluate on dev after each epoch and keep the best
+    epoch's weights (loaded back into ``model`` at the end). Returns per-epoch records."""
+    model.to(runtime.device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    losses = {task: loss_for(TASKS[task].kind, model.pairs) for task in train}
+    orders = {
+        task: partial(length_bucketed_batches, split.lengths, cfg.batch_size) for task, split in train.items()
+    }
+    schedule = RoundRobin(
+        orders, {t: math.ceil(len(s) / cfg.batch_size) for t, s in train.items()}, cfg.seed, cfg.steps_per_epoch or None
+    )
+    total = schedule.steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, (lambda step: _lr_lambda(step, total, warmup)) if warmup else (lambda step: 1.0)
+    )
+    shared = model.shared_parameters()
+    task_params = {task: model.task_parameters(task) for task in train}
+
+    history, best, best_state = [], -math.inf, None
+    with progress_bar() as progress:
+        for epoch in range(1, cfg.epochs + 1):
+            bar = progress.add_task(f"{label} epoch {epoch}/{cfg.epochs}", total=schedule.steps_per_epoch, info="")
+            sums = {task: 0.0 for task in train}
+            examples, started = 0, time.perf_counter()
+            for step, indices in enumerate(schedule.epoch(), 1):
+                step_losses = {}
+                for task, idx in indices.items():
+                    batch = runtime.to_device(train[task].batch(idx, model.pairs, cfg.max_length))
+                    with autocast(runtime.device, runtime.dtype):
+                        step_losses[task] = losses[task](model(task, batch), batch["labels"])
+                    examples += len(idx)
+                for task, loss in step_losses.items():
+                    if not torch.isfinite(loss):
+                        raise UserError(f"{label}: {task} loss became {loss.item()} at epoch {epoch} step {step}; lower lr")
+                    sums[task] += loss.item()
+                optimizer.zero_grad(set_to_none=True)
+                strategy.backward(step_losses, shared, task_params)
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                rate = examples / (time.perf_counter() - started)
+                shown = " ".join(f"{t} {sums[t] / step:.3f}" for t in train)
+                progress.update(bar, advance=1, info=f"loss {shown} | {rate:.0f} ex/s")
+            seconds = time.perf_counter() - started
+            scores = evaluate(model, dev, runtime, cfg)
+            score = selection_score(scores)
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": {t: sums[t] / schedule.steps_per_epoch for t in train},
+                    "dev": scores,
+                    "selection": score,
+                    "train_seconds": round(seconds, 1),
+                    "examples_per_second": round(examples / seconds, 1),
+                }
+            )
+            progress.console.print(
+                f"{label} epoch {epoch}: dev " + ", ".join(f"{t} {s:.4f}" for t, s in scores.items())
+            )
+            if score > best:
+                best = score
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    return history

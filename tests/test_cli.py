@@ -1,0 +1,83 @@
+"""The command line: help, one-line errors for bad input (no traceback, nothing written), predict."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from optiminbert.phases import train_run
+
+CLI = str(Path(sys.executable).parent / "optiminbert")
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([CLI, *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_help_lists_the_commands(tmp_path):
+    result = cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("prepare", "train", "evaluate", "report", "predict"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["prepare", "--data", "no/such/dir"], ["no/such/dir"]),
+        (["prepare", "--checkpoint", "not-a-bert"], ["not-a-bert", "not a directory"]),
+        (["train", "nonsense"], ["unknown phase 'nonsense'", "baseline"]),
+        (["train", "baseline", "--task", "imdb"], ["unknown task 'imdb'"]),
+        (["train", "baseline", "--mode", "half"], ["unknown mode 'half'"]),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, fragments):
+    assert_one_line_error(cli(*args, cwd=tmp_path), *fragments)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_invalid_param_values_are_named(tmp_path, tiny_prepared, tiny_checkpoint):
+    (tmp_path / "data").mkdir()
+    os.symlink(tiny_prepared, tmp_path / "data" / "prepared")
+    common = ["train", "baseline", "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]
+    assert_one_line_error(cli(*common, "--lr", "-1", cwd=tmp_path), "param lr must be positive")
+    assert_one_line_error(cli(*common, "--batch-size", "0", cwd=tmp_path), "param batch_size must be positive")
+    assert not (tmp_path / "models").exists()
+
+
+@pytest.fixture(scope="module")
+def sst_run(tmp_path_factory, tiny_prepared, tiny_params, one_thread) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "sst"
+    train_run({**tiny_params, "epochs": 1}, ["sst"], "siamese", tiny_prepared, run_dir, "sst")
+    return run_dir
+
+
+def test_predict_from_text_and_csv(tmp_path, sst_run):
+    result = cli("predict", str(sst_run), "--task", "sst", "--text", "A good film .", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "prediction" in result.stdout and "probability" in result.stdout
+    source = tmp_path / "in.csv"
+    source.write_text("id,sentence\na,A good film .\nb,\"Dull, slow and long .\"\n")
+    out = tmp_path / "out.csv"
+    result = cli("predict", str(sst_run), "--task", "sst", "--csv", str(source), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "id,prediction,label,probability" and [l.split(",")[0] for l in lines[1:]] == ["a", "b"]
+
+
+def test_predict_rejects_a_task_the_run_was_not_trained_for(tmp_path, sst_run):
+    assert_one_line_error(cli("predict", str(sst_run), "--task", "sts", "--text", "a", "--text2", "b", cwd=tmp_path), "not sts")

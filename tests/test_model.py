@@ -1,0 +1,381 @@
+"""Our BERT encoder against transformers.BertModel (a test-only oracle), checkpoints and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+
+from optiminbert.checkpoints import default_checkpoint_dir, resolve_checkpoint
+from optiminbert.errors import UserError
+from optiminbert.model import BertConfig, BertModel
+from optiminbert.tokenizer import load_tokenizer
+
+ATOL = 1e-4
+ATTN_IMPLEMENTATIONS = ["eager", "sdpa"]
+TINY = dict(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=37,
+    max_position_embeddings=64,
+    type_vocab_size=2,
+)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def write_vocab(directory: Path, size: int = TINY["vocab_size"]) -> None:
+    """A vocab.txt of ``size`` tokens: resolve_checkpoint requires one in every BERT directory."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = specials + [f"tok{i}" for i in range(size - len(specials))]
+    (directory / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+
+
+def tiny_hf_model(attn_implementation: str = "eager", seed: int = 0) -> transformers.BertModel:
+    """A random tiny transformers.BertModel in eval mode.
+
+    The weights are redrawn far from BERT's std-0.02 initialisation, so that attention is peaked
+    and LayerNorm gains and biases matter: a wrong mask, key mapping or QKV order shows up
+    well above the tolerance.
+    """
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(**TINY, attn_implementation=attn_implementation)
+    model = transformers.BertModel(config).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, generator=generator)
+            if "LayerNorm.weight" in name:
+                param.copy_(1.0 + 0.2 * noise)
+            else:
+                param.copy_(0.3 * noise)
+    return model
+
+
+def save_hf_checkpoint(model: transformers.BertModel, directory: Path) -> Path:
+    """transformers' own save_pretrained (config.json + model.safetensors) plus a vocab.txt."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    assert (directory / "model.safetensors").is_file()
+    write_vocab(directory, model.config.vocab_size)
+    return directory
+
+
+def padded_batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Three rows of lengths 9, 6 and 3: [PAD] (id 0) and mask 0 after each row's end,
+    and segment 1 for the second half of every row."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths = [9, 6, 3]
+    width = max(lengths)
+    input_ids = torch.randint(5, TINY["vocab_size"], (len(lengths), width), generator=generator)
+    attention_mask = torch.zeros_like(input_ids)
+    token_type_ids = torch.zeros_like(input_ids)
+    for row, length in enumerate(lengths):
+        attention_mask[row, :length] = 1
+        token_type_ids[row, length // 2 : length] = 1
+    input_ids[attention_mask == 0] = 0
+    return dict(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+
+
+def tokenized_batch(tokenizer, items: list[str | tuple[str, str]]) -> dict[str, torch.Tensor]:
+    """Encode with our tokenizer and right-pad to the longest row with [PAD] = 0."""
+    encodings = [
+        tokenizer.encode(*item) if isinstance(item, tuple) else tokenizer.encode(item) for item in items
+    ]
+    width = max(len(e.ids) for e in encodings)
+
+    def pad(rows: list[list[int]]) -> torch.Tensor:
+        return torch.tensor([row + [0] * (width - len(row)) for row in rows])
+
+    return dict(
+        input_ids=pad([e.ids for e in encodings]),
+        attention_mask=pad([e.attention_mask for e in encodings]),
+        token_type_ids=pad([e.type_ids for e in encodings]),
+    )
+
+
+@torch.no_grad()
+def assert_same_outputs(ours: BertModel, theirs: transformers.BertModel, batch: dict, atol: float = ATOL):
+    """last_hidden_state at real (unpadded) positions and pooler_output agree within ``atol``."""
+    assert not ours.training and not theirs.training
+    a = ours(**batch)
+    b = theirs(**batch)
+    real = batch["attention_mask"].bool()
+    assert a.last_hidden_state.shape == b.last_hidden_state.shape
+    torch.testing.assert_close(a.last_hidden_state[real], b.last_hidden_state[real], atol=atol, rtol=0)
+    torch.testing.assert_close(a.pooler_output, b.pooler_output, atol=atol, rtol=0)
+
+
+def old_style_state_dict(model: transformers.BertModel) -> dict[str, torch.Tensor]:
+    """The original BERT checkpoint layout: ``bert.`` prefix, LayerNorm gamma/beta, the
+    position_ids buffer, and the masked-LM and next-sentence pretraining heads."""
+    h, v = model.config.hidden_size, model.config.vocab_size
+    state = {}
+    for key, tensor in model.state_dict().items():
+        key = key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+        state[f"bert.{key}"] = tensor.clone()
+    state["bert.embeddings.position_ids"] = torch.arange(model.config.max_position_embeddings)[None]
+    state.update(
+        {
+            "cls.predictions.bias": torch.zeros(v),
+            "cls.predictions.transform.dense.weight": torch.randn(h, h),
+            "cls.predictions.transform.dense.bias": torch.zeros(h),
+            "cls.predictions.transform.LayerNorm.gamma": torch.ones(h),
+            "cls.predictions.transform.LayerNorm.beta": torch.zeros(h),
+            "cls.predictions.decoder.weight": torch.randn(v, h),
+            "cls.seq_relationship.weight": torch.randn(2, h),
+            "cls.seq_relationship.bias": torch.zeros(2),
+        }
+    )
+    return state
+
+
+def rewrite_weights(directory: Path, edit) -> None:
+    """Load model.safetensors, apply ``edit(state)`` in place, and write it back."""
+    state = load_file(directory / "model.safetensors")
+    edit(state)
+    save_file(state, directory / "model.safetensors")
+
+
+def load_error(directory: Path | str) -> str:
+    with pytest.raises(UserError) as info:
+        BertModel.from_pretrained(directory)
+    return str(info.value)
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    return save_hf_checkpoint(tiny_hf_model(), tmp_path / "tiny")
+
+
+@pytest.fixture(scope="module")
+def default_ours() -> BertModel:
+    return BertModel.from_pretrained("default").eval()
+
+
+SENTENCES = [
+    "A man is playing a guitar.",
+    "Café déjà vu: the naïve résumé, again!",
+    ("Is it RAINING in New York?", "The weather in NYC is wet today."),
+    "Short.",
+    ("How do I learn Python quickly?", "What's the fastest way to learn Python?"),
+]
+
+
+# -- 1. parity with transformers.BertModel ---------------------------------------------------
+
+
+@pytest.mark.parametrize("attn_implementation", ATTN_IMPLEMENTATIONS)
+def test_tiny_random_checkpoint_matches_transformers(tmp_path, attn_implementation):
+    theirs = tiny_hf_model(attn_implementation)
+    directory = save_hf_checkpoint(theirs, tmp_path / "tiny")
+    ours = BertModel.from_pretrained(directory).eval()
+    assert ours.config.hidden_size == 32 and len(ours.layers) == 2
+    assert_same_outputs(ours, theirs, padded_batch())
+
+
+@pytest.mark.parametrize("attn_implementation", ATTN_IMPLEMENTATIONS)
+def test_default_checkpoint_matches_transformers(default_ours, attn_implementation):
+    theirs = transformers.BertModel.from_pretrained(
+        default_checkpoint_dir(), attn_implementation=attn_implementation
+    ).eval()
+    batch = tokenized_batch(load_tokenizer("default", 128), SENTENCES)
+    assert (batch["attention_mask"] == 0).any() and (batch["token_type_ids"] == 1).any()
+    assert_same_outputs(default_ours, theirs, batch)
+
+
+def test_old_style_pytorch_model_bin_loads(tmp_path):
+    theirs = tiny_hf_model(seed=1)
+    directory = tmp_path / "old"
+    directory.mkdir()
+    theirs.config.to_json_file(directory / "config.json")
+    write_vocab(directory)
+    torch.save(old_style_state_dict(theirs), directory / "pytorch_model.bin")
+    assert not (directory / "model.safetensors").exists()
+
+    ours = BertModel.from_pretrained(directory).eval()
+    assert_same_outputs(ours, theirs, padded_batch(seed=1))
+
+
+# -- 2. round trip ---------------------------------------------------------------------------
+
+
+def test_save_pretrained_round_trip(tiny_checkpoint, tmp_path):
+    ours = BertModel.from_pretrained(tiny_checkpoint).eval()
+    saved = tmp_path / "saved"
+    ours.save_pretrained(saved)
+    assert {p.name for p in saved.iterdir()} == {"config.json", "model.safetensors"}
+    write_vocab(saved)
+
+    reloaded = BertModel.from_pretrained(saved).eval()
+    theirs, info = transformers.BertModel.from_pretrained(saved, output_loading_info=True)
+    theirs.eval()
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+
+    # The saved tensors are exactly the ones transformers wrote in the first place.
+    original = load_file(tiny_checkpoint / "model.safetensors")
+    written = load_file(saved / "model.safetensors")
+    assert written.keys() == original.keys()
+    for key in original:
+        assert torch.equal(written[key], original[key]), key
+
+    batch = padded_batch()
+    with torch.no_grad():
+        before, after = ours(**batch), reloaded(**batch)
+    assert torch.equal(before.last_hidden_state, after.last_hidden_state)
+    assert torch.equal(before.pooler_output, after.pooler_output)
+    assert_same_outputs(reloaded, theirs, batch)
+
+
+# -- 3. errors -------------------------------------------------------------------------------
+
+
+def test_missing_keys_are_listed(tiny_checkpoint):
+    dropped = ["encoder.layer.1.output.dense.bias", "pooler.dense.weight"]
+
+    def drop(state):
+        for key in dropped:
+            del state[key]
+
+    rewrite_weights(tiny_checkpoint, drop)
+    message = load_error(tiny_checkpoint)
+    assert str(tiny_checkpoint) in message
+    assert "2 missing" in message
+    for key in dropped:
+        assert key in message
+
+
+def test_unexpected_keys_are_listed(tiny_checkpoint):
+    rewrite_weights(tiny_checkpoint, lambda state: state.update({"encoder.layer.2.output.dense.bias": torch.zeros(32)}))
+    message = load_error(tiny_checkpoint)
+    assert str(tiny_checkpoint) in message
+    assert "1 unexpected" in message and "encoder.layer.2.output.dense.bias" in message
+
+
+def test_misshaped_tensor_is_reported(tiny_checkpoint):
+    rewrite_weights(
+        tiny_checkpoint, lambda state: state.update({"encoder.layer.0.intermediate.dense.weight": torch.zeros(36, 32)})
+    )
+    message = load_error(tiny_checkpoint)
+    assert str(tiny_checkpoint) in message
+    assert "mis-shaped" in message
+    assert "encoder.layer.0.intermediate.dense.weight (36, 32) != (37, 32)" in message
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_safetensors(tiny_checkpoint, damage):
+    path = tiny_checkpoint / "model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00not a safetensors file" * 10)
+    message = load_error(tiny_checkpoint)
+    assert str(path) in message
+    assert "cannot read the weights" in message
+
+
+def test_corrupt_pytorch_model_bin(tiny_checkpoint):
+    (tiny_checkpoint / "model.safetensors").unlink()
+    path = tiny_checkpoint / "pytorch_model.bin"
+    path.write_bytes(b"definitely not a pickle")
+    message = load_error(tiny_checkpoint)
+    assert str(path) in message and "cannot read the weights" in message
+
+
+def test_directory_without_weights(tiny_checkpoint):
+    (tiny_checkpoint / "model.safetensors").unlink()
+    message = load_error(tiny_checkpoint)
+    assert str(tiny_checkpoint) in message
+    assert "no model.safetensors or pytorch_model.bin" in message
+
+
+def test_directory_without_config_is_not_bert(tiny_checkpoint):
+    (tiny_checkpoint / "config.json").unlink()
+    message = load_error(tiny_checkpoint)
+    assert str(tiny_checkpoint) in message
+    assert "no config.json" in message and "not a BERT directory" in message
+
+
+def test_non_bert_model_type(tiny_checkpoint):
+    config_path = tiny_checkpoint / "config.json"
+    config = json.loads(config_path.read_text())
+    config["model_type"] = "gpt2"
+    config_path.write_text(json.dumps(config))
+    message = load_error(tiny_checkpoint)
+    assert str(config_path) in message and "'gpt2'" in message
+
+
+@pytest.mark.parametrize("kind", ["file", "missing"])
+def test_path_that_is_not_a_directory(tmp_path, kind):
+    path = tmp_path / "weights.safetensors"
+    if kind == "file":
+        path.write_bytes(b"")
+    message = load_error(path)
+    assert str(path) in message and "not a directory" in message
+
+
+def test_default_resolves_to_the_installed_checkpoint(default_ours):
+    directory = resolve_checkpoint("default")
+    assert directory == default_checkpoint_dir()
+    assert (directory / "config.json").is_file() and (directory / "vocab.txt").is_file()
+    assert default_ours.config.hidden_size == 384 and len(default_ours.layers) == 6
+
+
+# -- 4. dropout and padding ------------------------------------------------------------------
+
+
+def tiny_model(seed: int = 0) -> BertModel:
+    """Our model straight from a config, with BERT's default dropout of 0.1."""
+    torch.manual_seed(seed)
+    config = BertConfig(**TINY)
+    assert config.hidden_dropout_prob > 0 and config.attention_probs_dropout_prob > 0
+    return BertModel(config)
+
+
+def test_eval_mode_is_deterministic_and_train_mode_is_not():
+    model = tiny_model()
+    batch = padded_batch()
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model(**batch).last_hidden_state, model(**batch).last_hidden_state)
+    model.eval()
+    with torch.no_grad():
+        first, second = model(**batch), model(**batch)
+    assert torch.equal(first.last_hidden_state, second.last_hidden_state)
+    assert torch.equal(first.pooler_output, second.pooler_output)
+
+
+@pytest.mark.parametrize("pad_id", [0, 42])
+def test_padding_does_not_change_real_tokens(pad_id):
+    model = tiny_model().eval()
+    generator = torch.Generator().manual_seed(3)
+    input_ids = torch.randint(5, TINY["vocab_size"], (2, 7), generator=generator)
+    token_type_ids = torch.tensor([[0, 0, 0, 1, 1, 1, 1]] * 2)
+    extra = 5
+    padded = dict(
+        input_ids=torch.cat([input_ids, torch.full((2, extra), pad_id)], dim=1),
+        attention_mask=torch.cat([torch.ones(2, 7, dtype=torch.long), torch.zeros(2, extra, dtype=torch.long)], dim=1),
+        token_type_ids=torch.cat([token_type_ids, torch.ones(2, extra, dtype=torch.long)], dim=1),
+    )
+    with torch.no_grad():
+        plain = model(input_ids, torch.ones_like(input_ids), token_type_ids)
+        with_padding = model(**padded)
+    torch.testing.assert_close(with_padding.last_hidden_state[:, :7], plain.last_hidden_state, atol=1e-5, rtol=0)
+    torch.testing.assert_close(with_padding.pooler_output, plain.pooler_output, atol=1e-5, rtol=0)
+
+
+def test_defaults_for_mask_and_token_types():
+    model = tiny_model().eval()
+    input_ids = padded_batch()["input_ids"]
+    with torch.no_grad():
+        implicit = model(input_ids)
+        explicit = model(input_ids, torch.ones_like(input_ids), torch.zeros_like(input_ids))
+    assert torch.equal(implicit.last_hidden_state, explicit.last_hidden_state)

@@ -1,0 +1,364 @@
+"""The training machinery: round-robin batching, batching helpers, the task heads, the scores,
+and the training loop end to end on a tiny random BERT and small slices of the real data."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from safetensors.torch import load_file
+
+from optiminbert import phases
+from optiminbert.batching import join_pair, length_bucketed_batches
+from optiminbert.errors import UserError
+from optiminbert.metrics import normalised, overall, task_score
+from optiminbert.model import BertModel
+from optiminbert.multitask import STS_SCALE, MultitaskBert, SentenceEmbedding, mean_pool
+from optiminbert.params import resolve
+from optiminbert.prepared import TaskSplit, split_path
+from optiminbert.roundrobin import RoundRobin
+from optiminbert.runtime import seed_everything
+from optiminbert.train import Runtime, TrainConfig, predict
+
+STUDY = list(phases.STUDY_TASKS)
+CLS, SEP = 2, 3  # their ids in the tiny vocabulary ([PAD] [UNK] [CLS] [SEP] [MASK] first)
+
+
+# -- round-robin schedule -------------------------------------------------------------------------
+
+SIZES = {"big": 10, "mid": 4, "small": 3}  # batches per pass
+
+
+def fake_orders(sizes: dict[str, int]):
+    """Orders that hand out each pass as distinct one-element tensors 0..n-1 and log every pass."""
+    passes: dict[str, list[list[int]]] = {task: [] for task in sizes}
+
+    def order(task: str, n: int, generator: torch.Generator) -> list[torch.Tensor]:
+        permutation = torch.randperm(n, generator=generator).tolist()
+        passes[task].append(permutation)
+        return [torch.tensor([k]) for k in permutation]
+
+    return {task: partial(order, task, n) for task, n in sizes.items()}, passes
+
+
+def schedule(seed: int = 0, epochs: int = 3):
+    orders, passes = fake_orders(SIZES)
+    rr = RoundRobin(orders, SIZES, seed)
+    return [[{t: b.item() for t, b in step.items()} for step in rr.epoch()] for _ in range(epochs)], passes, rr
+
+
+def test_round_robin_epoch_is_one_pass_of_the_largest_task() -> None:
+    epochs, passes, rr = schedule()
+    assert rr.steps_per_epoch == 10
+    for steps in epochs:
+        assert len(steps) == 10
+        assert all(list(step) == list(SIZES) for step in steps)  # one batch of every task per step
+        assert sorted(step["big"] for step in steps) == list(range(10))  # each seen exactly once
+    assert len(passes["big"]) == 3  # one fresh pass per epoch, never cut
+
+    # The smaller tasks cycle: 10 steps are 2.5 passes of 4 batches and 3⅓ passes of 3.
+    first = epochs[0]
+    assert sorted(Counter(s["mid"] for s in first).values()) == [2, 2, 3, 3]
+    assert sorted(Counter(s["small"] for s in first).values()) == [3, 3, 4]
+    everything = [step for steps in epochs for step in steps]
+    assert Counter(s["mid"] for s in everything[:20]) == {k: 5 for k in range(4)}  # 20 steps: 5 passes
+    assert set(Counter(s["small"] for s in everything).values()) == {10}  # 30 steps: 10 passes
+
+
+def test_round_robin_reshuffles_each_pass_and_carries_it_across_epochs() -> None:
+    epochs, passes, _ = schedule()
+    seen = {task: [step[task] for steps in epochs for step in steps] for task in SIZES}
+    for task, n in SIZES.items():
+        # A new pass is drawn only when the last one ran out, and each is a full permutation ...
+        assert len(passes[task]) == math.ceil(30 / n)
+        assert all(sorted(p) == list(range(n)) for p in passes[task])
+        # ... and the schedule is exactly those passes back to back, across epoch boundaries.
+        assert seen[task] == [k for p in passes[task] for k in p][: len(seen[task])]
+        assert len({tuple(p) for p in passes[task]}) > 1  # reshuffled, not one order repeated
+    # Epoch 1 stops half-way through mid's third pass; epoch 2 opens with the rest of it.
+    assert {s["mid"] for s in epochs[0][8:] + epochs[1][:2]} == set(range(4))
+    assert passes["mid"][2][2:] == [s["mid"] for s in epochs[1][:2]]
+    assert any(a != b for a, b in zip(passes["mid"], passes["mid"][1:]))
+
+
+def test_round_robin_is_reproducible_per_seed() -> None:
+    assert schedule(seed=5)[0] == schedule(seed=5)[0]
+    assert schedule(seed=5)[0] != schedule(seed=6)[0]
+
+
+# -- batching helpers -----------------------------------------------------------------------------
+
+
+def test_length_bucketed_batches_cover_every_index_once() -> None:
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 50, (103,), generator=generator)
+    batches = length_bucketed_batches(lengths, 8, generator, chunk_batches=3)
+    assert sorted(torch.cat(batches).tolist()) == list(range(103))
+    # Chunks of 24 examples: four full chunks of three batches of 8, then one batch of 7.
+    assert sorted(len(b) for b in batches) == [7] + [8] * 12
+    for batch in batches:  # sorted by length within its chunk
+        assert lengths[batch].tolist() == sorted(lengths[batch].tolist())
+
+
+def encoded(*body: int) -> list[int]:
+    return [CLS, *body, SEP]
+
+
+@pytest.mark.parametrize(
+    "a, b, max_length, ids, segments",
+    [
+        # fits: nothing cut
+        (encoded(10, 11), encoded(20), 32, [CLS, 10, 11, SEP, 20, SEP], [0, 0, 0, 0, 1, 1]),
+        # 5 + 3 body tokens into 8 - 3: a is cut 5 -> 4 -> 3 -> 2 (ties cut a)
+        (encoded(10, 11, 12, 13, 14), encoded(20, 21, 22), 8, [CLS, 10, 11, SEP, 20, 21, 22, SEP], [0] * 4 + [1] * 4),
+        # b is the longer one: 1 + 6 into 3, b is cut to 2
+        (encoded(10), encoded(20, 21, 22, 23, 24, 25), 6, [CLS, 10, SEP, 20, 21, SEP], [0, 0, 0, 1, 1, 1]),
+    ],
+)
+def test_join_pair_cuts_longest_first(a, b, max_length, ids, segments) -> None:
+    got_ids, got_segments = join_pair(a, b, max_length)
+    assert (got_ids, got_segments) == (ids, segments)
+    assert len(got_ids) <= max_length and got_ids[0] == CLS and got_ids[-1] == SEP and got_ids.count(SEP) == 2
+
+
+# -- the task heads -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def encoder(tiny_checkpoint: Path) -> BertModel:
+    return BertModel.from_pretrained(tiny_checkpoint)
+
+
+def random_batch(rows: int, vocab_size: int, pair: bool = False, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random ids with rows of lengths 7, 5, 3, ... (right-padded), segment ids for pairs."""
+    generator = torch.Generator().manual_seed(seed)
+    width = 7
+    ids = torch.randint(5, vocab_size, (rows, width), generator=generator)
+    mask = torch.zeros_like(ids)
+    for row in range(rows):
+        mask[row, : width - 2 * (row % 3)] = 1
+    batch = {"input_ids": ids * mask, "attention_mask": mask}
+    if pair:
+        batch["token_type_ids"] = torch.zeros_like(ids)
+        batch["token_type_ids"][:, 3:] = 1
+    return batch
+
+
+@pytest.mark.parametrize("pairs", ["cross", "siamese"])
+def test_output_shapes_of_every_task_in_both_designs(encoder: BertModel, pairs: str) -> None:
+    model = MultitaskBert(encoder, STUDY + ["cfimdb"], pairs=pairs).eval()
+    vocab, rows = encoder.config.vocab_size, 3
+    pair_rows = rows if pairs == "cross" else 2 * rows  # siamese stacks first then second sentences
+    with torch.no_grad():
+        assert model("sst", random_batch(rows, vocab)).shape == (rows, 5)
+        assert model("cfimdb", random_batch(rows, vocab)).shape == (rows, 2)
+        assert model("quora", random_batch(pair_rows, vocab, pair=pairs == "cross")).shape == (rows,)
+        assert model("sts", random_batch(pair_rows, vocab, pair=pairs == "cross")).shape == (rows,)
+    assert ("sts" in model.heads) == (pairs == "cross")  # siamese STS is the cosine, no head
+
+
+def test_siamese_sts_is_five_times_the_cosine_of_the_embeddings(encoder: BertModel) -> None:
+    model = MultitaskBert(encoder, ["sts"], pairs="siamese").eval()
+    with torch.no_grad():  # move the embedding layer off the identity so it has to be applied
+        model.embedding.linear.weight.add_(0.1 * torch.randn(32, 32, generator=torch.Generator().manual_seed(1)))
+        model.embedding.linear.bias.fill_(0.05)
+        batch = random_batch(6, encoder.config.vocab_size)
+        hidden = encoder(batch["input_ids"], batch["attention_mask"]).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1)
+        e = pooled @ model.embedding.linear.weight.T + model.embedding.linear.bias
+        u, v = e[:3], e[3:]
+        expected = 5 * (u * v).sum(-1) / (u.norm(dim=-1) * v.norm(dim=-1))
+        torch.testing.assert_close(model("sts", batch), expected)
+    assert STS_SCALE == 5
+
+
+def test_sentence_embedding_starts_as_mean_pooling() -> None:
+    layer = SentenceEmbedding(6)
+    assert torch.equal(layer.linear.weight, torch.eye(6)) and not layer.linear.bias.any()
+    hidden = torch.randn(3, 4, 6, generator=torch.Generator().manual_seed(0))
+    lengths = [4, 2, 1]
+    mask = torch.tensor([[1] * n + [0] * (4 - n) for n in lengths])
+    by_hand = torch.stack([hidden[row, :n].mean(0) for row, n in enumerate(lengths)])
+    with torch.no_grad():
+        torch.testing.assert_close(layer(hidden, mask), by_hand)
+        torch.testing.assert_close(mean_pool(hidden, mask), by_hand)
+
+
+# -- scores ---------------------------------------------------------------------------------------
+
+
+def test_overall_score_arithmetic() -> None:
+    assert overall(0.5, 0.8, 0.6) == (0.5 + 0.8 + 0.8) / 3
+    assert overall(1.0, 1.0, 1.0) == 1.0 and overall(0.0, 0.0, -1.0) == 0.0
+    assert normalised("sts", 0.6) == 0.8 and normalised("sts", -1.0) == 0.0
+    assert normalised("sst", 0.7) == 0.7 and normalised("quora", 0.25) == 0.25
+
+
+def test_task_scores_on_tiny_arrays() -> None:
+    labels = np.array([0.0, 1.0, 2.0, 1.0])
+    assert task_score("sst", np.array([0, 1, 1, 1]), labels) == 0.75
+    assert task_score("quora", np.array([1, 0]), np.array([1.0, 1.0])) == 0.5
+    assert task_score("sts", np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.0])) == pytest.approx(1.0)
+    assert task_score("sts", np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])) == pytest.approx(-1.0)
+    # deviations (-1, 0, 1) and (-1, 1, 0): r = 1 / (√2 · √2)
+    assert task_score("sts", np.array([1.0, 2.0, 3.0]), np.array([1.0, 3.0, 2.0])) == pytest.approx(0.5)
+    assert task_score("sts", np.full(3, 2.5), np.array([1.0, 3.0, 2.0])) == 0.0  # constant: no correlation
+
+
+def test_train_config_rejects_bad_values() -> None:
+    for bad in (dict(lr=0), dict(lr=-1e-5), dict(batch_size=0)):
+        with pytest.raises(UserError, match=next(iter(bad))):
+            TrainConfig(**bad)
+        with pytest.raises(UserError):
+            phases.train_config(resolve(bad))
+
+
+# -- the training loop, end to end ----------------------------------------------------------------
+
+CPU = Runtime(torch.device("cpu"), None)
+
+
+@dataclass
+class Run:
+    dir: Path
+    params: dict
+    history: list[dict]
+    model: MultitaskBert  # the in-memory model train_run saved
+
+
+def train(p: dict, tasks: list[str], pairs: str, prepared: Path, out: Path, frozen: bool = False) -> Run:
+    with mock.patch.object(phases, "save_run", wraps=phases.save_run) as save:
+        history = phases.train_run(p, tasks, pairs, prepared, out, f"test {out.name}", frozen=frozen)
+    return Run(out, p, history, save.call_args.args[0])
+
+
+def outcome(history: list[dict]) -> list[dict]:
+    """A history without its wall-clock fields."""
+    return [{k: h[k] for k in ("epoch", "train_loss", "dev", "selection")} for h in history]
+
+
+def encoder_weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(directory / "model.safetensors")
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(directory)): f.read_bytes() for f in sorted(directory.rglob("*")) if f.is_file()}
+
+
+def dev_split(prepared: Path, task: str) -> TaskSplit:
+    return TaskSplit.load(split_path(prepared, task, "dev"))
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def trainer(tiny_params, tiny_prepared, runs):
+    """train(name, tasks, pairs, frozen=False, **param overrides) into runs/name."""
+
+    def run(name: str, tasks: list[str], pairs: str = "cross", frozen: bool = False, **overrides) -> Run:
+        return train({**tiny_params, **overrides}, tasks, pairs, tiny_prepared, runs / name, frozen)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def finetuned(trainer) -> Run:
+    return trainer("finetune", ["sst"])
+
+
+@pytest.fixture(scope="module")
+def joint(trainer) -> Run:
+    return trainer("joint", STUDY, "siamese", surgery="pcgrad")
+
+
+def test_frozen_mode_leaves_the_encoder_bit_for_bit(trainer, tiny_checkpoint: Path) -> None:
+    run = trainer("frozen", ["sst"], frozen=True)
+    checkpoint, saved = encoder_weights(tiny_checkpoint), encoder_weights(run.dir / "encoder")
+    assert checkpoint.keys() == saved.keys()
+    assert all(torch.equal(checkpoint[k], saved[k]) for k in checkpoint)
+    seed_everything(run.params["seed"])  # what train_run does before building its model
+    initial = phases.build_model(run.params, ["sst"], "cross", frozen=True)
+    assert not torch.equal(initial.heads["sst"].weight, run.model.heads["sst"].weight)
+    assert not any(p.requires_grad for p in run.model.encoder.parameters())
+
+
+@pytest.mark.parametrize("freeze_words", [True, False])
+def test_finetune_changes_the_encoder(trainer, tiny_checkpoint: Path, freeze_words: bool) -> None:
+    run = trainer(f"finetune-words-{freeze_words}", ["sst"], freeze_word_embeddings=freeze_words)
+    checkpoint, saved = encoder_weights(tiny_checkpoint), encoder_weights(run.dir / "encoder")
+    words = "embeddings.word_embeddings.weight"
+    assert torch.equal(checkpoint[words], saved[words]) == freeze_words
+    unchanged = [k for k in checkpoint if k != words and torch.equal(checkpoint[k], saved[k])]
+    assert unchanged == []
+
+
+def test_same_seed_same_history_other_seed_differs(trainer, finetuned: Run) -> None:
+    again = trainer("finetune-again", ["sst"])
+    assert outcome(again.history) == outcome(finetuned.history)
+    assert snapshot(again.dir / "encoder") == snapshot(finetuned.dir / "encoder")
+    other = trainer("finetune-seed-1", ["sst"], seed=1)
+    assert outcome(other.history) != outcome(finetuned.history)
+    assert [h["train_loss"] for h in other.history] != [h["train_loss"] for h in finetuned.history]
+
+
+def test_specialists_are_independent_models(trainer, runs: Path) -> None:
+    saved = {}
+    for task in STUDY:
+        before = {t: snapshot(runs / f"specialist-{t}") for t in saved}
+        run = trainer(f"specialist-{task}", [task], "siamese")
+        assert {t: snapshot(runs / f"specialist-{t}") for t in saved} == before  # others untouched
+        saved[task] = encoder_weights(run.dir / "encoder")
+        heads = load_file(run.dir / "heads.safetensors")
+        assert {k.split(".")[0] for k in heads} == ({"heads", "embedding"} if task != "sts" else {"embedding"})
+        assert all(k.startswith(("embedding.", f"heads.{task}.")) for k in heads)
+    for a, b in [("sst", "quora"), ("sst", "sts"), ("quora", "sts")]:
+        assert any(not torch.equal(saved[a][k], saved[b][k]) for k in saved[a]), (a, b)
+    # Each starts from the checkpoint, not from the specialist trained before it.
+    alone = trainer("specialist-sts-alone", ["sts"], "siamese")
+    assert snapshot(alone.dir / "encoder") == snapshot(runs / "specialist-sts" / "encoder")
+
+
+def test_joint_pcgrad_siamese_run_saves_every_task(joint: Run) -> None:
+    meta = phases.load_run(joint.dir)[1]
+    assert meta["tasks"] == STUDY and meta["pairs"] == "siamese" and meta["params"]["surgery"] == "pcgrad"
+    assert len(joint.history) == 2 and all(set(h["dev"]) == set(STUDY) for h in joint.history)
+    heads = load_file(joint.dir / "heads.safetensors")
+    assert {k.rsplit(".", 1)[0] for k in heads} == {"heads.sst", "heads.quora", "embedding.linear"}
+
+
+@pytest.mark.parametrize("which", ["finetuned", "joint"])
+def test_load_run_predicts_like_the_in_memory_model(which: str, request, tiny_prepared: Path) -> None:
+    run: Run = request.getfixturevalue(which)
+    loaded, meta = phases.load_run(run.dir)
+    for task in meta["tasks"]:
+        split = dev_split(tiny_prepared, task)
+        ours = predict(run.model, task, split, CPU, 16, 32)
+        torch.testing.assert_close(predict(loaded, task, split, CPU, 16, 32), ours, rtol=0, atol=1e-6)
+
+
+def test_transformers_loads_the_saved_encoder(finetuned: Run, tiny_prepared: Path) -> None:
+    hf = transformers.BertModel.from_pretrained(finetuned.dir / "encoder", attn_implementation="eager").eval()
+    split = dev_split(tiny_prepared, "quora")  # pairs: padding and both segment ids
+    batch = split.batch(torch.arange(16), "cross", 32)
+    ours = finetuned.model.encoder.eval()
+    with torch.no_grad():
+        theirs = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
+        mine = ours(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    assert batch["attention_mask"].min() == 0 and batch["token_type_ids"].max() == 1
+    torch.testing.assert_close(mine.last_hidden_state, theirs.last_hidden_state, rtol=0, atol=1e-4)
+    torch.testing.assert_close(mine.pooler_output, theirs.pooler_output, rtol=0, atol=1e-4)
