@@ -47,11 +47,13 @@ def train(
     mode: str = typer.Option("finetune", help="baseline: pretrain (encoder frozen) or finetune"),
     params: Path = ParamsOption,
     lr: Optional[float] = typer.Option(None, help="peak learning rate"),
+    head_lr: Optional[float] = typer.Option(None, help="the task heads' peak learning rate (0: lr)"),
     epochs: Optional[int] = typer.Option(None),
     batch_size: Optional[int] = typer.Option(None),
     dropout: Optional[float] = typer.Option(None, help="dropout before each task head"),
     seed: Optional[int] = typer.Option(None),
     surgery: Optional[str] = typer.Option(None, help="gradient strategy: none | pcgrad"),
+    pooling: Optional[str] = typer.Option(None, help="cross-encoded heads read: cls (pooled [CLS]) | mean"),
     checkpoint: Optional[str] = typer.Option(None, help="'default' or a Hugging Face BERT directory"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
     precision: Optional[str] = typer.Option(None, help="auto | bf16 | fp32"),
@@ -59,8 +61,8 @@ def train(
     """Train one phase's model(s) into models/ (needs `optiminbert prepare` first)."""
     loaded = params_file.load(params)
     overrides = dict(
-        lr=lr, epochs=epochs, batch_size=batch_size, dropout=dropout, seed=seed,
-        surgery=surgery, checkpoint=checkpoint, device=device, precision=precision,
+        lr=lr, head_lr=head_lr, epochs=epochs, batch_size=batch_size, dropout=dropout, seed=seed,
+        surgery=surgery, pooling=pooling, checkpoint=checkpoint, device=device, precision=precision,
     )
     phase = phase.replace("-", "_")
     if phase == "baseline":

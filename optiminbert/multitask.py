@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optiminbert.data import TASKS
+from optiminbert.errors import UserError
 from optiminbert.model import BertModel
 
 STS_SCALE = 5.0  # STS gold scores run 0..5
@@ -44,13 +45,20 @@ class SentenceEmbedding(nn.Module):
 
 
 class MultitaskBert(nn.Module):
-    def __init__(self, encoder: BertModel, tasks: list[str], pairs: str = "cross", dropout: float = 0.3):
+    def __init__(
+        self, encoder: BertModel, tasks: list[str], pairs: str = "cross", dropout: float = 0.3, pooling: str = "cls"
+    ):
+        """``pooling`` is what the cross design's heads read: BERT's pooled [CLS] ("cls") or
+        the mean of the token states ("mean", what sentence-embedding checkpoints were trained on)."""
         super().__init__()
         if pairs not in ("cross", "siamese"):
-            raise ValueError(f"pairs must be 'cross' or 'siamese', not {pairs!r}")
+            raise UserError(f"pairs must be 'cross' or 'siamese', not {pairs!r}")
+        if pooling not in ("cls", "mean"):
+            raise UserError(f"pooling must be 'cls' or 'mean', not {pooling!r}")
         self.encoder = encoder
         self.tasks = list(tasks)
         self.pairs = pairs
+        self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         width = encoder.config.hidden_size
         self.embedding = SentenceEmbedding(width) if pairs == "siamese" else None
@@ -72,7 +80,7 @@ class MultitaskBert(nn.Module):
             return self.heads[task](self.dropout(batch["features"]))
         out = self.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
         if self.pairs == "cross":
-            logits = self.heads[task](self.dropout(out.pooler_output))
+            logits = self.heads[task](self.dropout(self._pool(out, batch["attention_mask"])))
             return logits if spec.kind == "classification" else logits.squeeze(-1)
         u = self.embedding(out.last_hidden_state, batch["attention_mask"])
         if spec.kind == "classification":
@@ -82,10 +90,14 @@ class MultitaskBert(nn.Module):
             return self.heads[task](self.dropout(torch.cat([u, v, (u - v).abs()], dim=-1))).squeeze(-1)
         return STS_SCALE * F.cosine_similarity(u, v, dim=-1)
 
+    def _pool(self, out, mask: torch.Tensor) -> torch.Tensor:
+        return out.pooler_output if self.pooling == "cls" else mean_pool(out.last_hidden_state, mask)
+
     @torch.no_grad()
     def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """What a frozen-encoder head reads: the pooled [CLS] of a single-sentence batch."""
-        return self.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")).pooler_output
+        """What a frozen-encoder head reads: the pooled representation of a single-sentence batch."""
+        out = self.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        return self._pool(out, batch["attention_mask"])
 
     def shared_parameters(self) -> list[nn.Parameter]:
         shared = list(self.encoder.parameters())

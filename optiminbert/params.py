@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 11711,
     "max_length": 128,
     "lr": 5e-5,
+    "head_lr": 0.0,
     "epochs": 1,
     "batch_size": 32,
     "eval_batch_size": 128,
@@ -31,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "grad_clip": 1.0,
     "freeze_word_embeddings": True,
     "surgery": "none",
+    "pooling": "cls",
     "steps_per_epoch": 0,
 }
 

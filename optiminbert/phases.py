@@ -69,7 +69,7 @@ def build_model(p: dict[str, Any], tasks: list[str], pairs: str, frozen: bool) -
         # The 30k-row table is half of a small encoder's weights and barely moves in a short
         # fine-tune; freezing it skips its dense gradient and Adam update (about 40% faster on CPU).
         encoder.embeddings.word.weight.requires_grad_(False)
-    return MultitaskBert(encoder, tasks, pairs=pairs, dropout=p["dropout"])
+    return MultitaskBert(encoder, tasks, pairs=pairs, dropout=p["dropout"], pooling=p["pooling"])
 
 
 @torch.inference_mode()
@@ -130,17 +130,23 @@ def load_run(run_dir: str | Path) -> tuple[MultitaskBert, dict[str, Any]]:
         raise UserError(f"{run_dir}: no trained model here (run.json missing); train it first")
     meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     encoder = BertModel.from_pretrained(run_dir / "encoder")
-    model = MultitaskBert(encoder, meta["tasks"], pairs=meta["pairs"], dropout=meta["params"]["dropout"])
+    model = MultitaskBert(
+        encoder, meta["tasks"], pairs=meta["pairs"], dropout=meta["params"]["dropout"],
+        pooling=meta["params"].get("pooling", "cls"),
+    )
     model.load_state_dict(load_file(run_dir / "heads.safetensors"), strict=False)
     return model.eval(), meta
 
 
-def write_curves(history: list[dict], path: str | Path) -> None:
-    """Per-epoch learning curve (train loss and dev score per task) for `dvc plots`."""
+def write_curves(history: list[dict], plots_dir: str | Path, name: str) -> None:
+    """Learning curves for `dvc plots`: per epoch (train loss, dev score per task) into
+    ``curves/<name>.csv`` and the training loss every few steps into ``steps/<name>.csv``."""
     tasks = list(history[0]["dev"])
     header = ["epoch"] + [f"{t}_loss" for t in tasks] + [f"{t}_dev" for t in tasks]
     rows = [
         [h["epoch"]] + [round(h["train_loss"][t], 5) for t in tasks] + [round(h["dev"][t], 5) for t in tasks]
         for h in history
     ]
-    write_csv_atomic(header, rows, path)
+    write_csv_atomic(header, rows, Path(plots_dir) / "curves" / f"{name}.csv")
+    steps = [[s["step"]] + [round(s[t], 5) for t in tasks] for h in history for s in h["steps"]]
+    write_csv_atomic(["step"] + [f"{t}_loss" for t in tasks], steps, Path(plots_dir) / "steps" / f"{name}.csv")

@@ -46,7 +46,7 @@ def train_baseline(params: dict, task: str, mode: str, overrides: dict | None = 
     history = phases.train_run(
         p, [task], "cross", PREPARED, MODELS / "baseline" / name, f"baseline {name}", frozen=mode == "pretrain"
     )
-    phases.write_curves(history, PLOTS / "curves" / f"baseline-{name}.csv")
+    phases.write_curves(history, PLOTS, f"baseline-{name}")
     return history
 
 
@@ -57,7 +57,7 @@ def train_phase(params: dict, phase: str, overrides: dict | None = None, tasks: 
     if spec.joint:
         p = _with(resolve(params, phase), overrides or {})
         history = phases.train_run(p, list(phases.STUDY_TASKS), spec.pairs, PREPARED, MODELS / phase, phase)
-        phases.write_curves(history, PLOTS / "curves" / f"{phase}.csv")
+        phases.write_curves(history, PLOTS, phase)
         return
     for task in tasks or phases.STUDY_TASKS:
         _check("task", task, phases.STUDY_TASKS)
@@ -65,7 +65,7 @@ def train_phase(params: dict, phase: str, overrides: dict | None = None, tasks: 
         if p.get("match_multitask_steps") and not p["steps_per_epoch"]:
             p["steps_per_epoch"] = multitask_steps(p["batch_size"])
         history = phases.train_run(p, [task], spec.pairs, PREPARED, MODELS / phase / task, f"{phase} {task}")
-        phases.write_curves(history, PLOTS / "curves" / f"{phase}-{task}.csv")
+        phases.write_curves(history, PLOTS, f"{phase}-{task}")
 
 
 def multitask_steps(batch_size: int) -> int:

@@ -21,9 +21,13 @@ from optiminbert.runtime import autocast
 from optiminbert.surgery import GradientStrategy
 
 
+LOG_EVERY = 20  # steps per point of the training-loss curve
+
+
 @dataclass
 class TrainConfig:
     lr: float = 5e-5
+    head_lr: float = 0.0  # the task heads' lr while the encoder trains too (0: same as lr)
     epochs: int = 1
     batch_size: int = 32
     warmup: float = 0.1  # fraction of steps with linear warm-up, then linear decay; 0 = constant lr
@@ -39,6 +43,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.steps_per_epoch < 0:
             raise UserError(f"param steps_per_epoch must be >= 0, got {self.steps_per_epoch!r}")
+        if self.head_lr < 0:
+            raise UserError(f"param head_lr must be >= 0, got {self.head_lr!r}")
         for name in ("lr", "epochs", "batch_size", "eval_batch_size", "max_length"):
             if not getattr(self, name) > 0:
                 raise UserError(f"param {name} must be positive, got {getattr(self, name)!r}")
@@ -112,7 +118,14 @@ def fit(
     epoch's weights (loaded back into ``model`` at the end). Returns per-epoch records."""
     model.to(runtime.device).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+    heads = {id(p) for task in train for p in model.task_parameters(task)}
+    body = [p for p in params if id(p) not in heads]
+    # Heads start from scratch and take few steps: they may learn faster than the pretrained body.
+    # With a frozen encoder the heads are all there is, and they train at lr.
+    groups = [{"params": body, "lr": cfg.lr}, {"params": [p for p in params if id(p) in heads], "lr": (cfg.head_lr or cfg.lr) if body else cfg.lr}]
+    optimizer = torch.optim.AdamW(
+        [g for g in groups if g["params"]], betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
+    )
     losses = {task: loss_for(TASKS[task].kind, model.pairs) for task in train}
     orders = {
         task: partial(length_bucketed_batches, split.lengths, cfg.batch_size) for task, split in train.items()
@@ -128,11 +141,12 @@ def fit(
     shared = model.shared_parameters()
     task_params = {task: model.task_parameters(task) for task in train}
 
-    history, best, best_state = [], -math.inf, None
+    history, best, best_state, global_step = [], -math.inf, None, 0
     with progress_bar() as progress:
         for epoch in range(1, cfg.epochs + 1):
             bar = progress.add_task(f"{label} epoch {epoch}/{cfg.epochs}", total=schedule.steps_per_epoch, info="")
             sums = {task: 0.0 for task in train}
+            window, logged = {task: 0.0 for task in train}, []
             examples, started = 0, time.perf_counter()
             for step, indices in enumerate(schedule.epoch(), 1):
                 step_losses = {}
@@ -145,12 +159,18 @@ def fit(
                     if not torch.isfinite(loss):
                         raise UserError(f"{label}: {task} loss became {loss.item()} at epoch {epoch} step {step}; lower lr")
                     sums[task] += loss.item()
+                    window[task] += loss.item()
                 optimizer.zero_grad(set_to_none=True)
                 strategy.backward(step_losses, shared, task_params)
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 optimizer.step()
                 scheduler.step()
+                global_step += 1
+                if step % LOG_EVERY == 0 or step == schedule.steps_per_epoch:
+                    interval = step % LOG_EVERY or LOG_EVERY
+                    logged.append({"step": global_step, **{t: window[t] / interval for t in train}})
+                    window = {task: 0.0 for task in train}
                 rate = examples / (time.perf_counter() - started)
                 shown = " ".join(f"{t} {sums[t] / step:.3f}" for t in train)
                 progress.update(bar, advance=1, info=f"loss {shown} | {rate:.0f} ex/s")
@@ -165,12 +185,14 @@ def fit(
                     "selection": score,
                     "train_seconds": round(seconds, 1),
                     "examples_per_second": round(examples / seconds, 1),
+                    "steps": logged,
                 }
             )
             progress.console.print(
                 f"{label} epoch {epoch}: dev " + ", ".join(f"{t} {s:.4f}" for t, s in scores.items())
             )
-            if score > best:
+            # A NaN score (e.g. constant dev labels) never beats -inf: keep the first epoch then.
+            if score > best or best_state is None:
                 best = score
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)

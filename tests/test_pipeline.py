@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,7 +39,13 @@ def tiny_repo(tmp_path_factory, tiny_data: Path, tiny_checkpoint: Path) -> tuple
     params["baseline"]["pretrain"]["epochs"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     # `python` in the stage commands must be this interpreter; one thread keeps tiny runs quick.
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+        "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
     run(["git", "init", "-q"], repo, env)
     run(["dvc", "init", "-q"], repo, env)
     run(["dvc", "repro"], repo, env)
@@ -65,12 +72,14 @@ def test_repro_writes_every_metric_and_report(tiny_repo):
 
 def test_lr_change_reruns_only_what_reads_lr(tiny_repo):
     repo, env = tiny_repo
-    status = run(["dvc", "status", "--json"], repo, env)
-    assert json.loads(status.stdout) == {}
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["lr"] = 2e-3
-    (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    changed = set(json.loads(run(["dvc", "status", "--json"], repo, env).stdout))
-    assert changed == {
+    assert json.loads(run(["dvc", "status", "--json"], repo, env).stdout) == {}
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "tiny study"], repo, env)
+    experiment = run(["dvc", "exp", "run", "-S", "lr=2e-3"], repo, env).stdout
+    reran = set(re.findall(r"Running stage '([^']+)'", experiment))
+    assert reran == {
         "baseline_finetune@sst", "baseline_finetune@cfimdb", "mtl", "mtl_embed", "specialist",
+        "evaluate_baseline", "evaluate@mtl", "evaluate@mtl_embed", "evaluate@specialist", "report",
     }
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo, env).stdout)
+    assert "metrics/mtl.json" in diff and "dev.overall" in diff["metrics/mtl.json"]

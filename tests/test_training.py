@@ -362,3 +362,17 @@ def test_transformers_loads_the_saved_encoder(finetuned: Run, tiny_prepared: Pat
     assert batch["attention_mask"].min() == 0 and batch["token_type_ids"].max() == 1
     torch.testing.assert_close(mine.last_hidden_state, theirs.last_hidden_state, rtol=0, atol=1e-4)
     torch.testing.assert_close(mine.pooler_output, theirs.pooler_output, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_heads_train_at_head_lr_only_beside_a_training_encoder(trainer, frozen: bool) -> None:
+    with mock.patch.object(torch.optim, "AdamW", wraps=torch.optim.AdamW) as adamw:
+        run = trainer(f"head-lr-{frozen}", ["sst"], frozen=frozen, lr=1e-4, head_lr=5e-3)
+    groups = adamw.call_args.args[0]
+    head_ids = {id(p) for p in run.model.heads["sst"].parameters()}
+    if frozen:
+        assert [g["lr"] for g in groups] == [1e-4]
+    else:
+        assert [g["lr"] for g in groups] == [1e-4, 5e-3]
+        assert {id(p) for p in groups[1]["params"]} == head_ids
+        assert not head_ids & {id(p) for p in groups[0]["params"]}
