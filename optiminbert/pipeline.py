@@ -59,19 +59,18 @@ def train_phase(params: dict, phase: str, overrides: dict | None = None, tasks: 
         history = phases.train_run(p, list(phases.STUDY_TASKS), spec.pairs, PREPARED, MODELS / phase, phase)
         phases.write_curves(history, PLOTS, phase)
         return
+    train_sizes: dict[str, int] = {}  # loaded once, only if a specialist matches the multitask steps
     for task in tasks or phases.STUDY_TASKS:
         _check("task", task, phases.STUDY_TASKS)
         p = _with(resolve(params, phase, f"{phase}.{task}"), overrides or {})
         if p.get("match_multitask_steps") and not p["steps_per_epoch"]:
-            p["steps_per_epoch"] = multitask_steps(p["batch_size"])
+            train_sizes = train_sizes or {
+                t: len(prepared.TaskSplit.load(prepared.split_path(PREPARED, t, "train"))) for t in phases.STUDY_TASKS
+            }
+            # One round-robin epoch of the joint phases: one pass over the largest task.
+            p["steps_per_epoch"] = -(-max(train_sizes.values()) // p["batch_size"])
         history = phases.train_run(p, [task], spec.pairs, PREPARED, MODELS / phase / task, f"{phase} {task}")
         phases.write_curves(history, PLOTS, f"{phase}-{task}")
-
-
-def multitask_steps(batch_size: int) -> int:
-    """Steps in one round-robin epoch of the joint phases: one pass over the largest task."""
-    sizes = [len(prepared.TaskSplit.load(prepared.split_path(PREPARED, t, "train"))) for t in phases.STUDY_TASKS]
-    return -(-max(sizes) // batch_size)
 
 
 def evaluate(params: dict, phase: str) -> dict:
