@@ -11,6 +11,7 @@ import typer
 from optiminbert import params as params_file
 from optiminbert import pipeline
 from optiminbert.errors import UserError
+from optiminbert.resume import Interrupted
 
 app = typer.Typer(
     help="Fine-tune a BERT encoder on SST-5, Quora and STS-B, multitask versus specialists.\n\n"
@@ -57,8 +58,14 @@ def train(
     checkpoint: Optional[str] = typer.Option(None, help="'default' or a Hugging Face BERT directory"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
     precision: Optional[str] = typer.Option(None, help="auto | bf16 | fp32"),
+    resume: bool = typer.Option(
+        False, "--resume", help="continue a run stopped by Ctrl-C or SIGTERM (same settings) instead of starting over"
+    ),
 ):
-    """Train one phase's model(s) into models/ (needs `optiminbert prepare` first)."""
+    """Train one phase's model(s) into models/ (needs `optiminbert prepare` first).
+
+    Ctrl-C or SIGTERM stops at the end of the current step and saves a resumable state
+    under .resume/; the same command with --resume continues from it."""
     loaded = params_file.load(params)
     overrides = dict(
         lr=lr, head_lr=head_lr, epochs=epochs, batch_size=batch_size, dropout=dropout, seed=seed,
@@ -66,9 +73,9 @@ def train(
     )
     phase = phase.replace("-", "_")
     if phase == "baseline":
-        pipeline.train_baseline(loaded, task or "sst", mode, overrides)
+        pipeline.train_baseline(loaded, task or "sst", mode, overrides, resume=resume)
     else:
-        pipeline.train_phase(loaded, phase, overrides, [task] if task else None)
+        pipeline.train_phase(loaded, phase, overrides, [task] if task else None, resume=resume)
 
 
 @app.command()
@@ -131,6 +138,9 @@ def run_app(typer_app: typer.Typer) -> None:
             raise
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(1)
+    except Interrupted as exc:
+        sys.stderr.write(f"interrupted: {exc}\n")
+        sys.exit(128 + exc.signum)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)

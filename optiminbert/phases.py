@@ -21,6 +21,7 @@ from optiminbert.errors import UserError
 from optiminbert.model import BertModel
 from optiminbert.multitask import MultitaskBert
 from optiminbert.prepared import FeatureSplit, TaskSplit, split_path
+from optiminbert.resume import ResumeFile, fingerprint
 from optiminbert.runtime import autocast, resolve_device, resolve_precision, seed_everything, set_threads
 from optiminbert.surgery import SumLosses, make_strategy
 from optiminbert.train import Runtime, TrainConfig, fit
@@ -94,8 +95,14 @@ def train_run(
     out_dir: str | Path,
     label: str,
     frozen: bool = False,
+    resume_path: str | Path | None = None,
+    resume: bool = False,
 ) -> list[dict]:
-    """Train one model on ``tasks`` and save it; returns the per-epoch history."""
+    """Train one model on ``tasks`` and save it; returns the per-epoch history.
+
+    ``resume_path`` is where an interrupted run keeps its state (see ``resume.py``); with
+    ``resume`` a state saved there under the same settings is continued, else it is discarded.
+    The caller removes the file once the stage's outputs are all written."""
     cfg = train_config(p)
     runtime = runtime_for(p)
     # Gradient surgery only means something between tasks; one-task runs never read the param.
@@ -107,7 +114,13 @@ def train_run(
     if frozen:
         train = {t: encode_features(model, s, runtime, cfg) for t, s in train.items()}
         dev = {t: encode_features(model, s, runtime, cfg) for t, s in dev.items()}
-    history = fit(model, train, dev, cfg, strategy, runtime, label)
+    state = None
+    if resume_path is not None:
+        sizes = {t: len(s) for t, s in train.items()}
+        state = ResumeFile(Path(resume_path), fingerprint(p, tasks, pairs, frozen, sizes))
+        if not resume:
+            state.clear()
+    history = fit(model, train, dev, cfg, strategy, runtime, label, state)
     save_run(model, out_dir, {"tasks": tasks, "pairs": pairs, "frozen": frozen, "params": p, "history": history})
     return history
 

@@ -21,6 +21,7 @@ PREPARED = Path("data/prepared")
 MODELS = Path("models")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
+RESUME = Path(".resume")  # interrupted runs' states; outside models/, which DVC clears before a stage runs
 
 console = Console(stderr=True)
 
@@ -38,29 +39,44 @@ def prepare(params: dict, overrides: dict | None = None) -> None:
     console.print(skipped or "no rows skipped")
 
 
-def train_baseline(params: dict, task: str, mode: str, overrides: dict | None = None) -> list[dict]:
+def _resume_path(name: str) -> Path:
+    return RESUME / f"{name}.pt"
+
+
+def train_baseline(
+    params: dict, task: str, mode: str, overrides: dict | None = None, resume: bool = False
+) -> list[dict]:
     _check("task", task, phases.BASELINE_TASKS)
     _check("mode", mode, phases.BASELINE_MODES)
     p = _with(resolve(params, "baseline", f"baseline.{mode}", f"baseline.{task}"), overrides or {})
-    name = f"{task}-{mode}"
+    name = f"baseline-{task}-{mode}"
     history = phases.train_run(
-        p, [task], "cross", PREPARED, MODELS / "baseline" / name, f"baseline {name}", frozen=mode == "pretrain"
+        p, [task], "cross", PREPARED, MODELS / "baseline" / f"{task}-{mode}", name,
+        frozen=mode == "pretrain", resume_path=_resume_path(name), resume=resume,
     )
-    phases.write_curves(history, PLOTS, f"baseline-{name}")
+    phases.write_curves(history, PLOTS, name)
+    _resume_path(name).unlink(missing_ok=True)
     return history
 
 
-def train_phase(params: dict, phase: str, overrides: dict | None = None, tasks: list[str] | None = None) -> None:
+def train_phase(
+    params: dict, phase: str, overrides: dict | None = None, tasks: list[str] | None = None, resume: bool = False
+) -> None:
     """One joint model (mtl, mtl_embed), or one specialist per task."""
     _check("phase", phase, ("baseline", *phases.PHASES))
     spec = phases.PHASES[phase]
     if spec.joint:
         p = _with(resolve(params, phase), overrides or {})
-        history = phases.train_run(p, list(phases.STUDY_TASKS), spec.pairs, PREPARED, MODELS / phase, phase)
+        history = phases.train_run(
+            p, list(phases.STUDY_TASKS), spec.pairs, PREPARED, MODELS / phase, phase,
+            resume_path=_resume_path(phase), resume=resume,
+        )
         phases.write_curves(history, PLOTS, phase)
+        _resume_path(phase).unlink(missing_ok=True)
         return
     train_sizes: dict[str, int] = {}  # loaded once, only if a specialist matches the multitask steps
-    for task in tasks or phases.STUDY_TASKS:
+    tasks = tasks or list(phases.STUDY_TASKS)
+    for task in tasks:
         _check("task", task, phases.STUDY_TASKS)
         p = _with(resolve(params, phase, f"{phase}.{task}"), overrides or {})
         if p.get("match_multitask_steps") and not p["steps_per_epoch"]:
@@ -69,8 +85,14 @@ def train_phase(params: dict, phase: str, overrides: dict | None = None, tasks: 
             }
             # One round-robin epoch of the joint phases: one pass over the largest task.
             p["steps_per_epoch"] = -(-max(train_sizes.values()) // p["batch_size"])
-        history = phases.train_run(p, [task], spec.pairs, PREPARED, MODELS / phase / task, f"{phase} {task}")
-        phases.write_curves(history, PLOTS, f"{phase}-{task}")
+        name = f"{phase}-{task}"
+        history = phases.train_run(
+            p, [task], spec.pairs, PREPARED, MODELS / phase / task, name, resume_path=_resume_path(name), resume=resume
+        )
+        phases.write_curves(history, PLOTS, name)
+    # Only now: an interrupted stage re-run by DVC (which first clears models/) skips finished specialists.
+    for task in tasks:
+        _resume_path(f"{phase}-{task}").unlink(missing_ok=True)
 
 
 def evaluate(params: dict, phase: str) -> dict:

@@ -32,6 +32,14 @@ class RoundRobin:
             self._pending[task] = self.orders[task](self.generator)[::-1]  # popped from the end
         return self._pending[task].pop()
 
-    def epoch(self) -> Iterator[dict[str, torch.Tensor]]:
-        for _ in range(self.steps_per_epoch):
+    def epoch(self, done: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+        """The rest of an epoch of which ``done`` steps already ran (a resumed run)."""
+        for _ in range(done, self.steps_per_epoch):
             yield {task: self._next(task) for task in self.orders}
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "pending": {t: list(b) for t, b in self._pending.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._pending = {t: list(b) for t, b in state["pending"].items()}

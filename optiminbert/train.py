@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import signal
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 
 import torch
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from optiminbert.batching import length_bucketed_batches, sequential_batches
@@ -16,6 +19,7 @@ from optiminbert.errors import UserError
 from optiminbert.losses import loss_for
 from optiminbert.metrics import selection_score, task_score, to_predictions
 from optiminbert.multitask import MultitaskBert
+from optiminbert.resume import Interrupted, ResumeFile, StopRequest, rng_state, set_rng_state
 from optiminbert.roundrobin import RoundRobin
 from optiminbert.runtime import autocast
 from optiminbert.surgery import GradientStrategy
@@ -69,6 +73,7 @@ def progress_bar() -> Progress:
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        console=Console(stderr=True),  # stdout stays for results (e.g. `optiminbert evaluate`)
     )
 
 
@@ -105,6 +110,11 @@ def _lr_lambda(step: int, total: int, warmup: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+def _fresh_tally(tasks) -> dict:
+    """One epoch's running totals: summed losses, the current logging window, time, examples."""
+    return {"sums": {t: 0.0 for t in tasks}, "window": {t: 0.0 for t in tasks}, "logged": [], "examples": 0, "seconds": 0.0}
+
+
 def fit(
     model: MultitaskBert,
     train: dict,
@@ -113,9 +123,14 @@ def fit(
     strategy: GradientStrategy,
     runtime: Runtime,
     label: str,
+    resume: ResumeFile | None = None,
 ) -> list[dict]:
     """Train with round-robin batches, evaluate on dev after each epoch and keep the best
-    epoch's weights (loaded back into ``model`` at the end). Returns per-epoch records."""
+    epoch's weights (loaded back into ``model`` at the end). Returns per-epoch records.
+
+    With ``resume``, a state saved there under the same settings is continued from; Ctrl-C or
+    SIGTERM saves the state there and raises ``Interrupted``; every finished epoch, and the
+    finished run, are saved there too (callers clear it once the run's outputs are written)."""
     model.to(runtime.device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     heads = {id(p) for task in train for p in model.task_parameters(task)}
@@ -142,22 +157,60 @@ def fit(
     task_params = {task: model.task_parameters(task) for task in train}
 
     history, best, best_state, global_step = [], -math.inf, None, 0
-    with progress_bar() as progress:
-        for epoch in range(1, cfg.epochs + 1):
-            bar = progress.add_task(f"{label} epoch {epoch}/{cfg.epochs}", total=schedule.steps_per_epoch, info="")
-            sums = {task: 0.0 for task in train}
-            window, logged = {task: 0.0 for task in train}, []
-            examples, started = 0, time.perf_counter()
-            for step, indices in enumerate(schedule.epoch(), 1):
+    start_epoch, done, tally = 1, 0, _fresh_tally(train)
+    saved = resume.load() if resume else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        if saved.get("finished"):
+            return saved["history"]
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        schedule.load_state_dict(saved["schedule"])
+        strategy.load_state_dict(saved["strategy"])
+        set_rng_state(saved["rng"])
+        history, best, best_state, global_step = saved["history"], saved["best"], saved["best_state"], saved["global_step"]
+        start_epoch, done, tally = saved["epoch"], saved["step"], saved["tally"]
+
+    def save(epoch: int, step: int, **extra) -> None:
+        resume.save(
+            {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "schedule": schedule.state_dict(), "strategy": strategy.state_dict(), "rng": rng_state(),
+                "history": history, "best": best, "best_state": best_state, "global_step": global_step,
+                "epoch": epoch, "step": step, "tally": tally, **extra,
+            }
+        )
+
+    def stop(signum: int, epoch: int, step: int) -> Interrupted:
+        save(epoch, step)
+        where = f"epoch {epoch} step {step}/{schedule.steps_per_epoch}" if step else f"the end of epoch {epoch - 1}"
+        return Interrupted(
+            signum,
+            f"{label}: stopped by {signal.Signals(signum).name} at {where}; state saved to {resume.path}; "
+            "run the same command with --resume (or dvc repro) to continue",
+        )
+
+    with (StopRequest() if resume else nullcontext()) as request, progress_bar() as progress:
+        progress.console.print(f"{label}: {cfg.epochs} epoch(s) of {schedule.steps_per_epoch} steps")
+        if saved is not None:
+            progress.console.print(f"{label}: resuming from {resume.path} at epoch {start_epoch} step {done}")
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            bar = progress.add_task(
+                f"{label} epoch {epoch}/{cfg.epochs}", total=schedule.steps_per_epoch, completed=done, info=""
+            )
+            started = time.perf_counter() - tally["seconds"]
+            sums, window = tally["sums"], tally["window"]
+            for step, indices in enumerate(schedule.epoch(done), done + 1):
                 step_losses = {}
                 for task, idx in indices.items():
                     batch = runtime.to_device(train[task].batch(idx, model.pairs, cfg.max_length))
                     with autocast(runtime.device, runtime.dtype):
                         step_losses[task] = losses[task](model(task, batch), batch["labels"])
-                    examples += len(idx)
+                    tally["examples"] += len(idx)
                 for task, loss in step_losses.items():
                     if not torch.isfinite(loss):
-                        raise UserError(f"{label}: {task} loss became {loss.item()} at epoch {epoch} step {step}; lower lr")
+                        kept = f"; the state after epoch {epoch - 1} is kept in {resume.path}" if resume and history else ""
+                        raise UserError(f"{label}: {task} loss became {loss.item()} at epoch {epoch} step {step}; lower lr{kept}")
                     sums[task] += loss.item()
                     window[task] += loss.item()
                 optimizer.zero_grad(set_to_none=True)
@@ -169,12 +222,13 @@ def fit(
                 global_step += 1
                 if step % LOG_EVERY == 0 or step == schedule.steps_per_epoch:
                     interval = step % LOG_EVERY or LOG_EVERY
-                    logged.append({"step": global_step, **{t: window[t] / interval for t in train}})
-                    window = {task: 0.0 for task in train}
-                rate = examples / (time.perf_counter() - started)
+                    tally["logged"].append({"step": global_step, **{t: window[t] / interval for t in train}})
+                    window.update({task: 0.0 for task in train})
+                tally["seconds"] = time.perf_counter() - started
                 shown = " ".join(f"{t} {sums[t] / step:.3f}" for t in train)
-                progress.update(bar, advance=1, info=f"loss {shown} | {rate:.0f} ex/s")
-            seconds = time.perf_counter() - started
+                progress.update(bar, advance=1, info=f"loss {shown} | {tally['examples'] / tally['seconds']:.0f} ex/s")
+                if request is not None and request.signum is not None and step < schedule.steps_per_epoch:
+                    raise stop(request.signum, epoch, step)
             scores = evaluate(model, dev, runtime, cfg)
             score = selection_score(scores)
             history.append(
@@ -183,9 +237,9 @@ def fit(
                     "train_loss": {t: sums[t] / schedule.steps_per_epoch for t in train},
                     "dev": scores,
                     "selection": score,
-                    "train_seconds": round(seconds, 1),
-                    "examples_per_second": round(examples / seconds, 1),
-                    "steps": logged,
+                    "train_seconds": round(tally["seconds"], 1),
+                    "examples_per_second": round(tally["examples"] / tally["seconds"], 1),
+                    "steps": tally["logged"],
                 }
             )
             progress.console.print(
@@ -195,5 +249,13 @@ def fit(
             if score > best or best_state is None:
                 best = score
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            done, tally = 0, _fresh_tally(train)
+            if request is not None and request.signum is not None and epoch < cfg.epochs:
+                raise stop(request.signum, epoch + 1, 0)
+            if resume and epoch < cfg.epochs:
+                save(epoch + 1, 0)
     model.load_state_dict(best_state)
+    if resume:
+        # A stage that trains several models (the specialists) skips the finished ones when resumed.
+        resume.save({"finished": True, "model": model.state_dict(), "history": history})
     return history

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,40 @@ def test_predict_from_text_and_csv(tmp_path, sst_run):
 
 def test_predict_rejects_a_task_the_run_was_not_trained_for(tmp_path, sst_run):
     assert_one_line_error(cli("predict", str(sst_run), "--task", "sts", "--text", "a", "--text2", "b", cwd=tmp_path), "not sts")
+
+
+def _damaged_copy(tiny_data: Path, tmp_path: Path, name: str, content: bytes) -> Path:
+    data = tmp_path / "input"
+    shutil.copytree(tiny_data, data)
+    (data / name).write_bytes(content)
+    return data
+
+
+@pytest.mark.parametrize(
+    "name, content, fragments",
+    [
+        ("ids-sst-train.csv", b"", ["ids-sst-train.csv", "empty"]),
+        ("sts-dev.csv", b"\tid\tsentence1\tsimilarity\n0\ta\tx\t1\n", ["sts-dev.csv", "sentence2"]),
+        ("quora-train.csv", b"\tid\tsentence1\tsentence2\tis_duplicate\n", ["quora-train.csv"]),
+    ],
+)
+def test_structural_data_defects_stop_prepare_before_anything_is_written(tmp_path, tiny_data, name, content, fragments):
+    data = _damaged_copy(tiny_data, tmp_path, name, content)
+    work = tmp_path / "work"
+    work.mkdir()
+    assert_one_line_error(cli("prepare", "--data", str(data), cwd=work), *fragments)
+    assert list(work.iterdir()) == []
+
+
+def test_unknown_surgery_and_corrupt_checkpoint_are_named(tmp_path, tiny_prepared, tiny_checkpoint):
+    (tmp_path / "data").mkdir()
+    os.symlink(tiny_prepared, tmp_path / "data" / "prepared")
+    common = ["train", "mtl", "--device", "cpu"]
+    result = cli(*common, "--checkpoint", str(tiny_checkpoint), "--surgery", "magic", cwd=tmp_path)
+    assert_one_line_error(result, "unknown surgery 'magic'", "pcgrad")
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_checkpoint, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    assert_one_line_error(cli(*common, "--checkpoint", str(broken), cwd=tmp_path), "model.safetensors")
+    assert not (tmp_path / "models").exists()

@@ -20,6 +20,13 @@ class GradientStrategy:
     ) -> None:
         raise NotImplementedError
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue the same way (e.g. a random generator)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
 
 class SumLosses(GradientStrategy):
     """The default: one backward pass of the summed task losses."""

@@ -35,6 +35,12 @@ class PCGrad(GradientStrategy):
         super().__init__(seed)
         self.generator = torch.Generator().manual_seed(seed)
 
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
     def backward(
         self,
         losses: dict[str, torch.Tensor],

@@ -1,0 +1,100 @@
+"""Interrupted training resumes where it stopped.
+
+Ctrl-C or SIGTERM does not kill a training run: the handler only raises a flag, the loop
+finishes the step it is in, saves everything the rest of the run depends on (weights, optimizer
+and scheduler, RNG states, data-order position, the history so far) and stops. The next run
+with the same settings loads that state and ends exactly where an uninterrupted run would have
+(bit for bit on CPU). A state saved under other settings is never resumed: its fingerprint
+(a hash of the params, tasks and data sizes) no longer matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from optiminbert.atomic import torch_save_atomic
+from optiminbert.errors import UserError
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal after saving its state; the CLI exits with 128 + signal."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+
+class StopRequest:
+    """While active, SIGINT and SIGTERM set ``signum`` instead of interrupting the step."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        # Signal handlers can only be installed from the main thread; elsewhere keep defaults.
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class ResumeFile:
+    """Where one training run keeps its resumable state, and the settings it belongs to."""
+
+    path: Path
+    fingerprint: str
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state if there is one for these settings, else None."""
+        if not self.path.is_file():
+            return None
+        try:
+            # weights_only: loading a state file can never run code.
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise UserError(f"{self.path}: unreadable resume state ({type(exc).__name__}); delete it to start over") from exc
+        if not isinstance(state, dict) or state.get("fingerprint") != self.fingerprint:
+            return None
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        torch_save_atomic({**state, "fingerprint": self.fingerprint}, self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
