@@ -54,6 +54,7 @@ def train(
     dropout: Optional[float] = typer.Option(None, help="dropout before each task head"),
     seed: Optional[int] = typer.Option(None),
     surgery: Optional[str] = typer.Option(None, help="gradient strategy: none | pcgrad"),
+    contrastive: Optional[str] = typer.Option(None, help="extra loss on positive pairs: none | mnrl | gist"),
     pooling: Optional[str] = typer.Option(None, help="cross-encoded heads read: cls (pooled [CLS]) | mean"),
     checkpoint: Optional[str] = typer.Option(None, help="'default' or a Hugging Face BERT directory"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
@@ -69,7 +70,7 @@ def train(
     loaded = params_file.load(params)
     overrides = dict(
         lr=lr, head_lr=head_lr, epochs=epochs, batch_size=batch_size, dropout=dropout, seed=seed,
-        surgery=surgery, pooling=pooling, checkpoint=checkpoint, device=device, precision=precision,
+        surgery=surgery, contrastive=contrastive, pooling=pooling, checkpoint=checkpoint, device=device, precision=precision,
     )
     phase = phase.replace("-", "_")
     if phase == "baseline":
@@ -123,6 +124,22 @@ def predict(
         typer.echo(f"wrote {len(frame)} predictions to {out}")
     else:
         typer.echo(frame.to_string(index=False))
+
+
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="a ~30 s smoke run: fewer repetitions, bf16/auto only"),
+    params: Path = ParamsOption,
+    checkpoint: Optional[str] = typer.Option(None, help="'default' or a Hugging Face BERT directory"),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+    results: Path = typer.Option(Path("benchmarks/results"), help="folder for encoder_speed-<device>.txt"),
+):
+    """Our encoder vs transformers.BertModel on the same weights and batches: speed, memory, padding."""
+    from optiminbert.bench import BenchConfig, run
+
+    overrides = {k: v for k, v in (("checkpoint", checkpoint), ("device", device)) if v}
+    p = params_file.resolve(params_file.load(params), "prepare")
+    run(BenchConfig.from_params(p, quick=quick, **overrides), results)
 
 
 def main() -> None:

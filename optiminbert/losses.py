@@ -1,5 +1,9 @@
 """Training objectives, one class each with the same signature: ``loss(prediction, labels)``,
-where ``prediction`` is what ``MultitaskBert.forward`` returns for the task."""
+where ``prediction`` is what ``MultitaskBert.forward`` returns for the task.
+
+The contrastive losses train the sentence embeddings on positive pairs (paraphrases, very
+similar STS pairs): their ``prediction`` is (B, 2, d), each anchor's embedding beside its
+positive's, and every other positive in the batch serves as a negative."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optiminbert.errors import UserError
 from optiminbert.multitask import STS_SCALE
 
 
@@ -36,6 +41,64 @@ class MSELoss(nn.Module):
 class CosineSimilarityLoss(MSELoss):
     """Reimers & Gurevych 2019 (Sentence-BERT): MSE between cos(u, v) and the gold similarity
     scaled to [0, 1]. The prediction arrives as 5·cos(u, v), so this is MSELoss's arithmetic."""
+
+
+class MultipleNegativesRankingLoss(nn.Module):
+    """Henderson et al. 2017, "Efficient Natural Language Response Suggestion for Smart Reply":
+    cross-entropy of each anchor against all in-batch positives, scored by ``scale`` times the
+    cosine similarity, with its own positive (the diagonal) as the target. ``labels`` are unused."""
+
+    def __init__(self, scale: float = 20.0):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, prediction: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        anchors, positives = F.normalize(prediction.float(), dim=-1).unbind(1)
+        scores = self.scale * anchors @ positives.T
+        return F.cross_entropy(scores, torch.arange(len(scores), device=scores.device))
+
+
+class GISTEmbedLoss(nn.Module):
+    """Solatorio 2024, "GISTEmbed: Guided In-sample Selection of Training Negatives": like
+    MNRL, with anchor-positive, anchor-anchor and positive-positive candidates, but a frozen
+    guide model vets the negatives: a candidate the guide rates at least as similar to the
+    anchor as the anchor's own positive, minus ``margin``, is likely a false negative (a second
+    paraphrase in the batch) and is masked out. Similarities are divided by ``temperature``.
+
+    ``labels`` are the guide's embeddings of the same pairs, (B, 2, g), computed once up front
+    (the guide is frozen, so they never change)."""
+
+    def __init__(self, temperature: float = 0.01, margin: float = 0.0):
+        super().__init__()
+        self.temperature = temperature
+        self.margin = margin
+
+    def forward(self, prediction: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        anchors, positives = F.normalize(prediction.float(), dim=-1).unbind(1)
+        guide_a, guide_p = F.normalize(labels.float(), dim=-1).unbind(1)
+        threshold = (guide_a * guide_p).sum(-1, keepdim=True) - self.margin  # guide's sim to the true positive
+        eye = torch.eye(len(anchors), dtype=torch.bool, device=anchors.device)
+        blocks = []
+        for model_sim, guide_sim, keep_diagonal in (
+            (anchors @ positives.T, guide_a @ guide_p.T, True),  # the diagonal is the positive itself
+            (anchors @ anchors.T, guide_a @ guide_a.T, False),  # the diagonal is the anchor itself
+            (positives @ positives.T, guide_p @ guide_p.T, False),
+        ):
+            masked = (guide_sim >= threshold) & ~eye if keep_diagonal else (guide_sim >= threshold) | eye
+            blocks.append((model_sim / self.temperature).masked_fill(masked, float("-inf")))
+        scores = torch.cat(blocks, dim=1)
+        return F.cross_entropy(scores, torch.arange(len(scores), device=scores.device))
+
+
+CONTRASTIVE_LOSSES = ("none", "mnrl", "gist")
+
+
+def contrastive_loss(name: str, p: dict) -> nn.Module:
+    if name == "mnrl":
+        return MultipleNegativesRankingLoss(scale=p["mnrl_scale"])
+    if name == "gist":
+        return GISTEmbedLoss(temperature=p["gist_temperature"], margin=p["gist_margin"])
+    raise UserError(f"unknown contrastive loss {name!r}: choose one of {', '.join(CONTRASTIVE_LOSSES)}")
 
 
 def loss_for(task_kind: str, pairs: str) -> nn.Module:

@@ -19,6 +19,7 @@ from optiminbert.errors import UserError
 from optiminbert.model import BertModel
 
 STS_SCALE = 5.0  # STS gold scores run 0..5
+CONTRASTIVE = "contrastive"  # the round-robin task of positive pairs (contrastive.py), siamese only
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -74,7 +75,11 @@ class MultitaskBert(nn.Module):
             # siamese STS is the scaled cosine itself: no parameters of its own
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Class logits (B, C) for sentiment, one logit (B,) for paraphrase, a 0..5 score (B,) for STS."""
+        """Class logits (B, C) for sentiment, one logit (B,) for paraphrase, a 0..5 score (B,) for STS,
+        the (B, 2, d) sentence embeddings of positive pairs for the contrastive task."""
+        if task == CONTRASTIVE:
+            out = self.encoder(batch["input_ids"], batch["attention_mask"])
+            return torch.stack(self.embedding(out.last_hidden_state, batch["attention_mask"]).chunk(2), dim=1)
         spec = TASKS[task]
         if "features" in batch:  # frozen encoder: features were computed once, up front
             return self.heads[task](self.dropout(batch["features"]))

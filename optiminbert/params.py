@@ -34,6 +34,12 @@ DEFAULTS: dict[str, Any] = {
     "surgery": "none",
     "pooling": "cls",
     "steps_per_epoch": 0,
+    "contrastive": "none",  # none | mnrl | gist: an extra round-robin task on positive pairs
+    "contrastive_sts_min": 4.0,  # STS pairs scored at least this count as positives
+    "mnrl_scale": 20.0,
+    "gist_temperature": 0.01,
+    "gist_margin": 0.0,
+    "guide": "default",  # GISTEmbed's frozen guide: 'default' or a BERT directory with the same vocabulary
 }
 
 

@@ -15,9 +15,13 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from optiminbert import distributed
 from optiminbert.atomic import write_csv_atomic, write_json_atomic, write_safetensors_atomic
 from optiminbert.checkpoints import resolve_checkpoint
+from optiminbert.contrastive import CONTRASTIVE, PositivePairs
+from optiminbert.data import TASKS
 from optiminbert.errors import UserError
+from optiminbert.losses import contrastive_loss, loss_for
 from optiminbert.model import BertModel
 from optiminbert.multitask import MultitaskBert
 from optiminbert.prepared import FeatureSplit, TaskSplit, split_path
@@ -57,6 +61,8 @@ def train_config(p: dict[str, Any]) -> TrainConfig:
 def runtime_for(p: dict[str, Any]) -> Runtime:
     set_threads()
     device = resolve_device(p["device"])
+    if device.type == "cuda" and distributed.active():
+        device = distributed.local_device()  # one GPU per rank
     return Runtime(device, resolve_precision(p["precision"], device))
 
 
@@ -87,6 +93,24 @@ def encode_features(model: MultitaskBert, split: TaskSplit, runtime: Runtime, cf
     return FeatureSplit(features, split.labels)
 
 
+def positive_pairs(
+    p: dict[str, Any], pairs: str, train: dict[str, TaskSplit], model: MultitaskBert, runtime: Runtime, cfg: TrainConfig
+) -> PositivePairs | None:
+    """The contrastive task's data from this run's own pair tasks, with the guide's embeddings
+    for GISTEmbed."""
+    if pairs != "siamese":
+        raise UserError("contrastive losses train sentence embeddings: use them in mtl_embed or specialist, not a cross-encoded phase")
+    positives = PositivePairs.from_splits(
+        {t: s for t, s in train.items() if t in ("quora", "sts")}, p["contrastive_sts_min"]
+    )
+    if positives is not None and p["contrastive"] == "gist":
+        guide = BertModel.from_pretrained(p["guide"])
+        if guide.config.vocab_size != model.encoder.config.vocab_size:
+            raise UserError(f"guide {p['guide']!r} must share the trained checkpoint's vocabulary (its token ids are reused)")
+        positives.add_guide(guide, runtime, cfg.eval_batch_size)
+    return positives
+
+
 def train_run(
     p: dict[str, Any],
     tasks: list[str],
@@ -104,24 +128,38 @@ def train_run(
     ``resume`` a state saved there under the same settings is continued, else it is discarded.
     The caller removes the file once the stage's outputs are all written."""
     cfg = train_config(p)
+    distributed.init()
     runtime = runtime_for(p)
     # Gradient surgery only means something between tasks; one-task runs never read the param.
     strategy = make_strategy(p["surgery"], cfg.seed) if len(tasks) > 1 else SumLosses()
     seed_everything(cfg.seed)
     model = build_model(p, tasks, pairs, frozen)
+    distributed.broadcast_parameters(model)
+    if distributed.active():
+        torch.manual_seed(cfg.seed + distributed.rank())  # each rank draws its own dropout masks
     train = {t: TaskSplit.load(split_path(prepared_dir, t, "train")) for t in tasks}
     dev = {t: TaskSplit.load(split_path(prepared_dir, t, "dev")) for t in tasks}
     if frozen:
         train = {t: encode_features(model, s, runtime, cfg) for t, s in train.items()}
         dev = {t: encode_features(model, s, runtime, cfg) for t, s in dev.items()}
+    losses = {t: loss_for(TASKS[t].kind, pairs) for t in tasks}
+    if p["contrastive"] != "none":
+        losses[CONTRASTIVE] = contrastive_loss(p["contrastive"], p)
+        positives = positive_pairs(p, pairs, train, model, runtime, cfg)
+        if positives is None:
+            del losses[CONTRASTIVE]  # e.g. the sentiment specialist: its own data has no pairs
+        else:
+            train[CONTRASTIVE] = positives
     state = None
-    if resume_path is not None:
+    # Resuming restores one process's RNG and data position; data-parallel runs start over.
+    if resume_path is not None and not distributed.active():
         sizes = {t: len(s) for t, s in train.items()}
         state = ResumeFile(Path(resume_path), fingerprint(p, tasks, pairs, frozen, sizes))
         if not resume:
             state.clear()
-    history = fit(model, train, dev, cfg, strategy, runtime, label, state)
-    save_run(model, out_dir, {"tasks": tasks, "pairs": pairs, "frozen": frozen, "params": p, "history": history})
+    history = fit(model, train, dev, cfg, strategy, runtime, label, losses, state)
+    if distributed.is_main():
+        save_run(model, out_dir, {"tasks": tasks, "pairs": pairs, "frozen": frozen, "params": p, "history": history})
     return history
 
 
@@ -161,5 +199,6 @@ def write_curves(history: list[dict], plots_dir: str | Path, name: str) -> None:
         for h in history
     ]
     write_csv_atomic(header, rows, Path(plots_dir) / "curves" / f"{name}.csv")
-    steps = [[s["step"]] + [round(s[t], 5) for t in tasks] for h in history for s in h["steps"]]
-    write_csv_atomic(["step"] + [f"{t}_loss" for t in tasks], steps, Path(plots_dir) / "steps" / f"{name}.csv")
+    trained = list(history[0]["train_loss"])  # the dev tasks, and the contrastive task if any
+    steps = [[s["step"]] + [round(s[t], 5) for t in trained] for h in history for s in h["steps"]]
+    write_csv_atomic(["step"] + [f"{t}_loss" for t in trained], steps, Path(plots_dir) / "steps" / f"{name}.csv")

@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
-from optiminbert import evaluation, phases, prepared, report
+from optiminbert import distributed, evaluation, phases, prepared, report
 from optiminbert.checkpoints import resolve_checkpoint
 from optiminbert.data import TASKS
 from optiminbert.errors import UserError
@@ -54,7 +54,8 @@ def train_baseline(
         p, [task], "cross", PREPARED, MODELS / "baseline" / f"{task}-{mode}", name,
         frozen=mode == "pretrain", resume_path=_resume_path(name), resume=resume,
     )
-    phases.write_curves(history, PLOTS, name)
+    if distributed.is_main():
+        phases.write_curves(history, PLOTS, name)
     _resume_path(name).unlink(missing_ok=True)
     return history
 
@@ -71,7 +72,8 @@ def train_phase(
             p, list(phases.STUDY_TASKS), spec.pairs, PREPARED, MODELS / phase, phase,
             resume_path=_resume_path(phase), resume=resume,
         )
-        phases.write_curves(history, PLOTS, phase)
+        if distributed.is_main():
+            phases.write_curves(history, PLOTS, phase)
         _resume_path(phase).unlink(missing_ok=True)
         return
     train_sizes: dict[str, int] = {}  # loaded once, only if a specialist matches the multitask steps
@@ -89,7 +91,8 @@ def train_phase(
         history = phases.train_run(
             p, [task], spec.pairs, PREPARED, MODELS / phase / task, name, resume_path=_resume_path(name), resume=resume
         )
-        phases.write_curves(history, PLOTS, name)
+        if distributed.is_main():
+            phases.write_curves(history, PLOTS, name)
     # Only now: an interrupted stage re-run by DVC (which first clears models/) skips finished specialists.
     for task in tasks:
         _resume_path(f"{phase}-{task}").unlink(missing_ok=True)

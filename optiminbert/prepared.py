@@ -10,7 +10,7 @@ from rich.progress import track
 
 from optiminbert import data
 from optiminbert.atomic import torch_save_atomic, write_json_atomic, write_text_atomic
-from optiminbert.batching import TokenizedTexts, join_pair, pad, pad_pairs
+from optiminbert.batching import TokenizedTexts, join_pair, length_bucketed_batches, pad, pad_pairs
 from optiminbert.errors import UserError
 from optiminbert.tokenizer import load_tokenizer
 
@@ -38,6 +38,9 @@ class TaskSplit:
     @property
     def lengths(self) -> torch.Tensor:
         return sum(c.lengths for c in self.columns)
+
+    def shuffled_batches(self, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+        return length_bucketed_batches(self.lengths, batch_size, generator)
 
     def batch(self, indices: torch.Tensor, pairs: str, max_length: int) -> dict[str, torch.Tensor]:
         """A padded batch; pairs are cross-encoded ([CLS] a [SEP] b [SEP]) or, for siamese
@@ -88,6 +91,9 @@ class FeatureSplit:
     @property
     def lengths(self) -> torch.Tensor:
         return torch.ones(len(self.features), dtype=torch.long)
+
+    def shuffled_batches(self, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+        return length_bucketed_batches(self.lengths, batch_size, generator)
 
     def batch(self, indices: torch.Tensor, pairs: str, max_length: int) -> dict[str, torch.Tensor]:
         batch = {"features": self.features[indices]}

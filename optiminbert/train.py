@@ -13,10 +13,9 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from optiminbert.batching import length_bucketed_batches, sequential_batches
-from optiminbert.data import TASKS
+from optiminbert import distributed
+from optiminbert.batching import sequential_batches
 from optiminbert.errors import UserError
-from optiminbert.losses import loss_for
 from optiminbert.metrics import selection_score, task_score, to_predictions
 from optiminbert.multitask import MultitaskBert
 from optiminbert.resume import Interrupted, ResumeFile, StopRequest, rng_state, set_rng_state
@@ -82,15 +81,18 @@ def predict(model: MultitaskBert, task: str, split, runtime: Runtime, batch_size
     """Raw outputs for every example of a split, in the split's order."""
     was_training = model.training
     model.eval()
-    outputs = [None] * len(split)
+    outputs = {}
     for indices in sequential_batches(split.lengths, batch_size):
+        indices, _ = distributed.shard(indices)  # data-parallel: each rank scores a slice
+        if len(indices) == 0:
+            continue
         batch = runtime.to_device(split.batch(indices, model.pairs, max_length))
         with autocast(runtime.device, runtime.dtype):
             raw = model(task, batch).float().cpu()
-        for i, row in zip(indices.tolist(), raw):
-            outputs[i] = row
+        outputs.update(zip(indices.tolist(), raw))
     model.train(was_training)
-    return torch.stack(outputs)
+    outputs = distributed.gather_rows(outputs)
+    return torch.stack([outputs[i] for i in range(len(split))])
 
 
 def evaluate(model: MultitaskBert, dev: dict, runtime: Runtime, cfg: TrainConfig) -> dict[str, float]:
@@ -123,10 +125,12 @@ def fit(
     strategy: GradientStrategy,
     runtime: Runtime,
     label: str,
+    losses: dict[str, torch.nn.Module],
     resume: ResumeFile | None = None,
 ) -> list[dict]:
     """Train with round-robin batches, evaluate on dev after each epoch and keep the best
     epoch's weights (loaded back into ``model`` at the end). Returns per-epoch records.
+    ``train`` and ``losses`` share their keys: the dev tasks, plus any auxiliary task.
 
     With ``resume``, a state saved there under the same settings is continued from; Ctrl-C or
     SIGTERM saves the state there and raises ``Interrupted``; every finished epoch, and the
@@ -141,10 +145,7 @@ def fit(
     optimizer = torch.optim.AdamW(
         [g for g in groups if g["params"]], betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
     )
-    losses = {task: loss_for(TASKS[task].kind, model.pairs) for task in train}
-    orders = {
-        task: partial(length_bucketed_batches, split.lengths, cfg.batch_size) for task, split in train.items()
-    }
+    orders = {task: partial(split.shuffled_batches, cfg.batch_size) for task, split in train.items()}
     schedule = RoundRobin(
         orders, {t: math.ceil(len(s) / cfg.batch_size) for t, s in train.items()}, cfg.seed, cfg.steps_per_epoch or None
     )
@@ -203,16 +204,21 @@ def fit(
             for step, indices in enumerate(schedule.epoch(done), done + 1):
                 step_losses = {}
                 for task, idx in indices.items():
+                    # Data-parallel: this rank's slice, its loss weighted by its share of the batch.
+                    idx, share = distributed.shard(idx)
+                    tally["examples"] += len(idx)
+                    if len(idx) == 0:
+                        step_losses[task] = None
+                        continue
                     batch = runtime.to_device(train[task].batch(idx, model.pairs, cfg.max_length))
                     with autocast(runtime.device, runtime.dtype):
-                        step_losses[task] = losses[task](model(task, batch), batch["labels"])
-                    tally["examples"] += len(idx)
-                for task, loss in step_losses.items():
+                        loss = losses[task](model(task, batch), batch["labels"])
                     if not torch.isfinite(loss):
                         kept = f"; the state after epoch {epoch - 1} is kept in {resume.path}" if resume and history else ""
                         raise UserError(f"{label}: {task} loss became {loss.item()} at epoch {epoch} step {step}; lower lr{kept}")
                     sums[task] += loss.item()
                     window[task] += loss.item()
+                    step_losses[task] = loss * share
                 optimizer.zero_grad(set_to_none=True)
                 strategy.backward(step_losses, shared, task_params)
                 if cfg.grad_clip:

@@ -5,9 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from optiminbert import distributed
+
 
 class GradientStrategy:
-    """Fills ``.grad`` of the shared and task parameters from one step's per-task losses."""
+    """Fills ``.grad`` of the shared and task parameters from one step's per-task losses.
+
+    A loss is None where this rank's slice of that task's batch is empty (data-parallel runs);
+    the gradients a strategy applies are summed over ranks (``distributed.py``)."""
 
     def __init__(self, seed: int = 0):
         self.seed = seed
@@ -32,4 +37,7 @@ class SumLosses(GradientStrategy):
     """The default: one backward pass of the summed task losses."""
 
     def backward(self, losses, shared, task_params) -> None:
-        torch.stack(list(losses.values())).sum().backward()
+        present = [loss for loss in losses.values() if loss is not None]
+        if present:
+            torch.stack(present).sum().backward()
+        distributed.all_reduce_gradients(shared + [p for own in task_params.values() for p in own])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from optiminbert import distributed
 from optiminbert.surgery.base import GradientStrategy
 
 
@@ -48,17 +49,23 @@ class PCGrad(GradientStrategy):
         task_params: dict[str, list[nn.Parameter]],
     ) -> None:
         per_task = []
-        names = list(losses)
-        for n, task in enumerate(names):
+        names = [task for task, loss in losses.items() if loss is not None]
+        for task in losses:
+            if losses[task] is None:  # this rank's slice of the task's batch is empty
+                per_task.append(_flatten([None] * len(shared), shared))
+                continue
             own = task_params.get(task, [])
             grads = torch.autograd.grad(
-                losses[task], shared + own, retain_graph=n < len(names) - 1, allow_unused=True
+                losses[task], shared + own, retain_graph=task != names[-1], allow_unused=True
             )
             per_task.append(_flatten(grads[: len(shared)], shared))
             for p, g in zip(own, grads[len(shared) :]):
                 if g is not None:
                     p.grad = g if p.grad is None else p.grad + g
-        merged = project_conflicting(torch.stack(per_task), self.generator).sum(0)
+        distributed.all_reduce_gradients([p for own in task_params.values() for p in own])
+        # Project the global per-task gradients: the ranks' own ones conflict differently.
+        stacked = distributed.all_reduce_(torch.stack(per_task))
+        merged = project_conflicting(stacked, self.generator).sum(0)
         offset = 0
         for p in shared:
             n = p.numel()

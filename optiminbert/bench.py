@@ -1,0 +1,670 @@
+"""Our encoder against transformers.BertModel: same weights, same batches, one process.
+
+``run`` loads one checkpoint into our ``BertModel`` and into ``transformers.BertModel`` (the
+very same tensors, mapped with ``ours_to_hf``), cuts real SST training sentences into the
+length-bucketed, dynamically padded batches training uses, and times both models on them:
+
+- training throughput (forward + backward + AdamW step) and inference throughput
+  (``torch.inference_mode``), in real (non-pad) tokens per second. Repetitions alternate
+  between the two models (ours, HF, HF, ours, ...) and the medians are compared, so a
+  background job slows both alike;
+- the machine's matmul peak (one large fp32 and one bf16 matmul) and the FLOP/s our training
+  step achieves as a fraction of it (the formula is in ``encoder_flops``);
+- the peak memory of one model's training, each model in a fresh subprocess;
+- the padding fraction of ``length_bucketed_batches`` against plain random batches on every
+  task's real training lengths.
+
+The same text is printed and written to ``benchmarks/results/encoder_speed-<device>.txt``.
+``python benchmarks/encoder_speed.py [--quick]`` and ``optiminbert bench`` call ``run``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from optiminbert import data
+from optiminbert.atomic import write_text_atomic
+from optiminbert.batching import length_bucketed_batches, pad
+from optiminbert.checkpoints import resolve_checkpoint
+from optiminbert.model import BertConfig, BertModel, ours_to_hf
+from optiminbert.runtime import autocast, resolve_device, resolve_precision, set_threads
+from optiminbert.tokenizer import load_tokenizer
+
+RESULTS = Path("benchmarks/results")
+# Published dense bf16 tensor-core peaks (FLOP/s), for an MFU against the spec sheet on CUDA.
+SPEC_BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+
+
+@dataclass
+class BenchConfig:
+    """What to measure and how long. ``quick()`` is the half-minute smoke version."""
+
+    checkpoint: str = "default"
+    data: str = "../shared/data/cs224n"
+    device: str = "auto"
+    precision: str = "auto"  # the main precision; fp32 is added when ``fp32_too`` and it differs
+    fp32_too: bool = True
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    max_length: dict[str, int] = field(
+        default_factory=lambda: {"sst": 128, "cfimdb": 256, "quora": 128, "sts": 128}
+    )
+    freeze_word_embeddings: bool = True  # as params.yaml trains: the word table gets no grad or Adam step
+    lr: float = 1e-4
+    train_batches: int = 6  # batches per timed repetition
+    train_reps: int = 5  # timed repetitions per model (after one untimed warm-up each)
+    infer_batches: int = 3
+    infer_reps: int = 5
+    matmul_size: int = 0  # 0: 2048 on CPU, 8192 on CUDA
+    matmul_reps: int = 5
+    memory: bool = True
+    padding: bool = True
+    seed: int = 0
+
+    @classmethod
+    def from_params(cls, p: dict[str, Any], quick: bool = False, **overrides: Any) -> "BenchConfig":
+        """Checkpoint, data, device, precision, batch sizes, lengths and lr from resolved params
+        (``params.resolve(loaded, "prepare")``), so the benchmark measures what training runs."""
+        lengths = {task: p["max_length"] for task in data.TASKS}
+        lengths["cfimdb"] = p.get("cfimdb_max_length", p["max_length"])
+        settings = dict(
+            checkpoint=str(p["checkpoint"]), data=str(p["data"]), device=p["device"], precision=p["precision"],
+            batch_size=p["batch_size"], eval_batch_size=p["eval_batch_size"], max_length=lengths, lr=p["lr"],
+            freeze_word_embeddings=p["freeze_word_embeddings"],
+        )
+        settings.update(overrides)
+        return cls.quick(**settings) if quick else cls(**settings)
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> "BenchConfig":
+        settings = dict(
+            fp32_too=False, train_batches=2, train_reps=2, infer_batches=1, infer_reps=2, matmul_reps=3
+        )
+        settings.update(overrides)
+        return cls(**settings)
+
+
+# -- the two models --------------------------------------------------------------------------
+
+
+def hf_twin(ours: BertModel, attn_implementation: str = "sdpa"):
+    """A ``transformers.BertModel`` holding exactly our weights (same config, same tensors' values)."""
+    import transformers
+
+    config = transformers.BertConfig(**ours.config.to_json(), attn_implementation=attn_implementation)
+    theirs = transformers.BertModel(config)
+    theirs.load_state_dict(ours_to_hf(ours.state_dict(), ours.config), strict=True)
+    return theirs
+
+
+def load_models(checkpoint: str) -> tuple[BertModel, Any]:
+    ours = BertModel.from_pretrained(checkpoint)
+    return ours, hf_twin(ours)
+
+
+def word_embedding(model: torch.nn.Module) -> torch.nn.Parameter:
+    if isinstance(model, BertModel):
+        return model.embeddings.word.weight
+    return model.get_input_embeddings().weight
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, freeze_word_embeddings: bool) -> torch.optim.Optimizer:
+    word_embedding(model).requires_grad_(not freeze_word_embeddings)
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+
+def training_step(model, optimizer, batch: dict, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
+    """One fine-tuning step: forward under autocast, a scalar loss of both outputs, backward, AdamW."""
+    with autocast(device, dtype):
+        out = model(**batch)
+        loss = out.last_hidden_state.float().pow(2).mean() + out.pooler_output.float().pow(2).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+@torch.inference_mode()
+def inference_step(model, batch: dict, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
+    with autocast(device, dtype):
+        return model(**batch).last_hidden_state
+
+
+# -- batches and FLOPs -----------------------------------------------------------------------
+
+
+def encode_column(tokenizer, texts: list[str]) -> list[list[int]]:
+    return [e.ids for e in tokenizer.encode_batch(texts)]
+
+
+def task_columns(data_dir: Path, task: str, checkpoint: str, max_length: int) -> list[list[list[int]]]:
+    """Every text column of a task's train split, tokenized as ``optiminbert prepare`` does."""
+    split = data.load_split(data_dir, task, "train")
+    tokenizer = load_tokenizer(checkpoint, max_length)
+    return [
+        encode_column(tokenizer, [ex.texts[c] for ex in split.examples])
+        for c in range(len(split.task.text_columns))
+    ]
+
+
+def padded_batches(sequences: list[list[int]], batch_size: int, count: int, seed: int) -> list[dict]:
+    """``count`` length-bucketed batches of ``sequences`` (as training draws them), dynamically padded."""
+    lengths = torch.tensor([len(s) for s in sequences])
+    order = length_bucketed_batches(lengths, batch_size, torch.Generator().manual_seed(seed))
+    # Full batches first (a split's last batch of each chunk is short); stable, so still random.
+    chosen = sorted(order, key=len, reverse=True)[:count]
+    batches = []
+    for indices in chosen:
+        batch = pad([sequences[i] for i in indices.tolist()])
+        batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
+        batches.append(batch)
+    return batches
+
+
+def layer_parameters(config: BertConfig) -> int:
+    """Parameters of the transformer layers: N in the FLOP formula (no embeddings, no pooler)."""
+    h, i = config.hidden_size, config.intermediate_size
+    per_layer = (4 * h * h + 4 * h) + (2 * h * i + i + h) + 2 * (2 * h)  # attention, FFN, two LayerNorms
+    return config.num_hidden_layers * per_layer
+
+
+def encoder_flops(config: BertConfig, lengths: torch.Tensor, training: bool) -> float:
+    """Useful FLOPs of the encoder on sequences of real lengths ``lengths`` (padding not counted).
+
+    forward  = 2 N T + 4 L h sum(s^2)     training = 3 x forward = 6 N T + 12 L h sum(s^2)
+
+    N: transformer-layer parameters (``layer_parameters``; embeddings are lookups and the pooler
+    sees one token per sequence, so both are left out), T = sum(s) real tokens, L layers, width h.
+    2 N T is every weight's multiply-add once per token; 4 L h s^2 per sequence is QK^T and
+    attention x V over its s real keys; backward costs twice the forward. Softmax, GELU,
+    LayerNorm and the optimizer step are not counted (the usual MFU convention, as in PaLM).
+    """
+    s = lengths.double()
+    forward = 2 * layer_parameters(config) * s.sum() + 4 * config.num_hidden_layers * config.hidden_size * (s * s).sum()
+    return float(3 * forward if training else forward)
+
+
+def real_lengths(batches: list[dict]) -> torch.Tensor:
+    return torch.cat([b["attention_mask"].sum(1) for b in batches])
+
+
+def padding_fraction(row_lengths: list[torch.Tensor]) -> float:
+    """Padded share of all token slots, for batches given as their rows' real lengths."""
+    real = sum(int(r.sum()) for r in row_lengths)
+    slots = sum(int(r.max()) * len(r) for r in row_lengths)
+    return 1 - real / slots if slots else 0.0
+
+
+def task_padding(columns: list[list[list[int]]], batch_size: int, max_length: int, seed: int) -> dict[str, dict[str, float]]:
+    """Padding of random vs length-bucketed batches, for every way this task's rows are batched.
+
+    Single sentences: one row each. Pairs: ``cross`` joins [CLS] a [SEP] b [SEP] (``join_pair``,
+    cut at max_length); ``siamese`` stacks all a and all b rows into one batch of 2B rows.
+    Bucketing sorts by len(a) + len(b), as training does.
+    """
+    lens = [torch.tensor([len(s) for s in col]) for col in columns]
+    key = sum(lens)
+    generator = torch.Generator().manual_seed(seed)
+    orders = {
+        "random": list(torch.randperm(len(key), generator=generator).split(batch_size)),
+        "bucketed": length_bucketed_batches(key, batch_size, generator),
+    }
+    if len(lens) == 1:
+        layouts: dict[str, Callable] = {"single": lambda idx: [lens[0][idx]]}
+    else:
+        joined = (lens[0] + lens[1] - 1).clamp(max=max_length)
+        layouts = {"cross": lambda idx: [joined[idx]], "siamese": lambda idx: [torch.cat([lens[0][idx], lens[1][idx]])]}
+    return {
+        layout: {name: padding_fraction([r for idx in order for r in rows(idx)]) for name, order in orders.items()}
+        for layout, rows in layouts.items()
+    }
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(dtype: torch.dtype, size: int, reps: int, device: torch.device) -> float:
+    """Best FLOP/s of ``reps`` square ``size`` matmuls (after one warm-up)."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, generator=generator, device=device).to(dtype)
+    b = torch.randn(size, size, generator=generator, device=device).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        _sync(device)
+        started = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
+
+
+def interleaved(run_ours: Callable[[], None], run_hf: Callable[[], None], reps: int, device, advance) -> dict[str, list[float]]:
+    """Seconds per repetition of each, in ABBA order (ours first on even reps, HF first on odd)
+    after one untimed warm-up each; a background job then weighs on both alike."""
+    runs = {"ours": run_ours, "hf": run_hf}
+    for fn in runs.values():
+        fn()
+        advance()
+    seconds: dict[str, list[float]] = {"ours": [], "hf": []}
+    for rep in range(reps):
+        for name in ("ours", "hf") if rep % 2 == 0 else ("hf", "ours"):
+            _sync(device)
+            started = time.perf_counter()
+            runs[name]()
+            _sync(device)
+            seconds[name].append(time.perf_counter() - started)
+            advance()
+    return seconds
+
+
+def summarise(seconds: dict[str, list[float]], tokens: int, flops: float) -> dict[str, Any]:
+    ours, hf = statistics.median(seconds["ours"]), statistics.median(seconds["hf"])
+    paired = [h / o for o, h in zip(seconds["ours"], seconds["hf"])]  # per repetition, ours/HF throughput
+    return {
+        "ours_tokens_per_s": tokens / ours,
+        "hf_tokens_per_s": tokens / hf,
+        "ratio": hf / ours,
+        "paired_ratio_min": min(paired),
+        "paired_ratio_max": max(paired),
+        "ours_flops_per_s": flops / ours,
+        "hf_flops_per_s": flops / hf,
+        "ours_seconds": seconds["ours"],
+        "hf_seconds": seconds["hf"],
+    }
+
+
+# -- memory, one model per fresh process -------------------------------------------------------
+
+
+def _status_kib(field_name: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux: writing 5 to /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def memory_child(spec: dict) -> dict:
+    """Run in a fresh process: load one model, then measure its training steps' peak memory."""
+    set_threads()
+    device = torch.device(spec["device"])
+    dtype = getattr(torch, spec["dtype"]) if spec["dtype"] else None
+    batches = [{k: v.to(device) for k, v in b.items()} for b in torch.load(spec["batches"], weights_only=True)]
+    if spec["model"] == "ours":
+        model = BertModel.from_pretrained(spec["checkpoint"])
+    else:
+        import transformers
+
+        model = transformers.BertModel.from_pretrained(
+            resolve_checkpoint(spec["checkpoint"]), attn_implementation="sdpa", dtype=torch.float32
+        )
+    model.to(device).train()
+    optimizer = make_optimizer(model, spec["lr"], spec["freeze_word_embeddings"])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    before_kib = _status_kib("VmRSS")
+    reset = _reset_peak_rss()
+    before_allocated = torch.cuda.memory_allocated() if device.type == "cuda" else 0
+    for batch in batches:
+        training_step(model, optimizer, batch, device, dtype)
+    _sync(device)
+    out = {"rss_before_mib": (before_kib or 0) / 1024, "method": "VmHWM" if reset else "ru_maxrss"}
+    if reset and _status_kib("VmHWM") is not None:
+        out["rss_peak_mib"] = _status_kib("VmHWM") / 1024
+    else:
+        import resource
+
+        out["rss_peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    if device.type == "cuda":
+        out["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        out["cuda_before_mib"] = before_allocated / 2**20
+    return out
+
+
+def measure_memory(model: str, config: BenchConfig, device: torch.device, dtype, batches: list[dict]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "batches.pt"
+        torch.save(batches, path)
+        spec = dict(
+            model=model, checkpoint=config.checkpoint, device=str(device), lr=config.lr,
+            dtype=str(dtype).removeprefix("torch.") if dtype else None, batches=str(path),
+            freeze_word_embeddings=config.freeze_word_embeddings,
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "optiminbert.bench", "--memory-child", json.dumps(spec)],
+            capture_output=True, text=True, check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"memory subprocess for {model} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -- the machine -----------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return " ".join(f for f in wanted if f in flags)
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    import transformers
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "cores": cores,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "load_average_start": load_average(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def _fmt_rate(x: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.3g} {unit}"
+    return f"{x:.3g} "
+
+
+def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_console=None) -> dict[str, Any]:
+    """Measure everything; print the report, write it to ``results_dir`` (None: don't) and
+    return the numbers (with the report text under ``"text"``)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    set_threads()
+    device = resolve_device(config.device)
+    main_dtype = resolve_precision(config.precision, device)
+    precisions: list[torch.dtype | None] = [main_dtype]
+    if config.fp32_too and main_dtype is not None:
+        precisions.append(None)
+    info = machine_info(device)
+    data_dir = data.resolve_source(config.data, Path("data/raw"))
+    console = progress_console or Console(stderr=True)
+    results: dict[str, Any] = {"machine": info, "config": asdict(config), "device": device.type}
+
+    def name(dtype) -> str:
+        return "fp32" if dtype is None else str(dtype).removeprefix("torch.").replace("bfloat16", "bf16").replace("float16", "fp16")
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        # Models and batches.
+        step = progress.add_task("loading both models", total=None)
+        ours, hf = load_models(config.checkpoint)
+        ours.to(device).train()
+        hf.to(device).train()
+        enc = ours.config
+        sst = task_columns(data_dir, "sst", config.checkpoint, config.max_length["sst"])[0]
+        train_batches = padded_batches(sst, config.batch_size, config.train_batches, config.seed)
+        infer_batches = padded_batches(sst, config.eval_batch_size, config.infer_batches, config.seed + 1)
+        progress.remove_task(step)
+        on_device = lambda batches: [{k: v.to(device) for k, v in b.items()} for b in batches]  # noqa: E731
+        train_dev, infer_dev = on_device(train_batches), on_device(infer_batches)
+        train_lengths, infer_lengths = real_lengths(train_batches), real_lengths(infer_batches)
+        results["batches"] = {
+            "train": {"batches": len(train_batches), "tokens": int(train_lengths.sum()),
+                      "padding": padding_fraction([b["attention_mask"].sum(1) for b in train_batches]),
+                      "mean_length": float(train_lengths.double().mean())},
+            "infer": {"batches": len(infer_batches), "tokens": int(infer_lengths.sum()),
+                      "padding": padding_fraction([b["attention_mask"].sum(1) for b in infer_batches])},
+        }
+
+        # Matmul peaks.
+        size = config.matmul_size or (8192 if device.type == "cuda" else 2048)
+        results["matmul"] = {"size": size}
+        step = progress.add_task("matmul peak", total=2)
+        for dtype in (torch.float32, torch.bfloat16):
+            results["matmul"][name(None if dtype == torch.float32 else dtype)] = matmul_peak(dtype, size, config.matmul_reps, device)
+            progress.advance(step)
+        progress.remove_task(step)
+
+        # Training and inference throughput.
+        optimizers = {
+            "ours": make_optimizer(ours, config.lr, config.freeze_word_embeddings),
+            "hf": make_optimizer(hf, config.lr, config.freeze_word_embeddings),
+        }
+        results["train"], results["infer"] = {}, {}
+        for dtype in precisions:
+            label = name(dtype)
+            step = progress.add_task(f"training steps, {label}", total=2 * (config.train_reps + 1))
+            ours.train(), hf.train()
+
+            def train_all(model, optimizer):
+                return lambda: [training_step(model, optimizer, b, device, dtype) for b in train_dev]
+
+            seconds = interleaved(
+                train_all(ours, optimizers["ours"]), train_all(hf, optimizers["hf"]), config.train_reps, device,
+                lambda: progress.advance(step),
+            )
+            results["train"][label] = summarise(seconds, int(train_lengths.sum()), encoder_flops(enc, train_lengths, True))
+            progress.remove_task(step)
+
+            step = progress.add_task(f"inference, {label}", total=2 * (config.infer_reps + 1))
+            ours.eval(), hf.eval()
+
+            def infer_all(model):
+                return lambda: [inference_step(model, b, device, dtype) for b in infer_dev]
+
+            seconds = interleaved(infer_all(ours), infer_all(hf), config.infer_reps, device, lambda: progress.advance(step))
+            results["infer"][label] = summarise(seconds, int(infer_lengths.sum()), encoder_flops(enc, infer_lengths, False))
+            progress.remove_task(step)
+        del ours, hf, optimizers
+
+        # Peak memory, each model alone in a fresh process.
+        if config.memory:
+            step = progress.add_task(f"peak memory, {name(main_dtype)} (fresh process per model)", total=2)
+            results["memory"] = {}
+            for model_name in ("ours", "hf"):
+                results["memory"][model_name] = measure_memory(model_name, config, device, main_dtype, train_batches)
+                progress.advance(step)
+            progress.remove_task(step)
+
+        # Padding of bucketed vs random batches on every task's real training lengths.
+        if config.padding:
+            step = progress.add_task("padding per task", total=len(data.TASKS))
+            results["padding"] = {}
+            for task in data.TASKS:
+                cols = [sst] if task == "sst" else task_columns(data_dir, task, config.checkpoint, config.max_length[task])
+                results["padding"][task] = task_padding(cols, config.batch_size, config.max_length[task], config.seed)
+                progress.advance(step)
+            progress.remove_task(step)
+
+    info["load_average_end"] = load_average()
+    results["model"] = {
+        "layers": enc.num_hidden_layers, "hidden": enc.hidden_size, "heads": enc.num_attention_heads,
+        "intermediate": enc.intermediate_size, "vocab": enc.vocab_size, "layer_params": layer_parameters(enc),
+    }
+    results["text"] = report(results, config, [name(d) for d in precisions], name(main_dtype))
+    print(results["text"], end="")
+    if results_dir is not None:
+        path = Path(results_dir) / f"encoder_speed-{device.type}.txt"
+        write_text_atomic(results["text"], path)
+        results["path"] = str(path)
+    return results
+
+
+def report(results: dict, config: BenchConfig, labels: list[str], main_label: str) -> str:
+    info, m, batches = results["machine"], results["model"], results["batches"]
+    peaks = results["matmul"]
+    lines = [
+        "optiminbert bench: our minBERT encoder vs transformers.BertModel (same weights, same batches, one process)",
+        f"date      {info['date']}",
+        f"machine   {info.get('gpu', info['cpu'])}" + ("" if "gpu" not in info else f" (host CPU {info['cpu']})"),
+        f"          {info['cores']} cores usable, {info['threads']} torch threads, CPU flags: {info['cpu_flags'] or 'n/a'}",
+        f"software  torch {info['torch']}, transformers {info['transformers']} (sdpa attention), Python {info['python']}",
+        f"load avg  {info['load_average_start']} at start, {info['load_average_end']} at end (1/5/15 min; "
+        f"above {info['cores']} means another job shared the CPU and ratios are noisier)",
+        f"model     {config.checkpoint}: {m['layers']} layers, hidden {m['hidden']}, {m['heads']} heads, FFN {m['intermediate']}, "
+        f"{m['layer_params'] / 1e6:.2f}M transformer-layer params (N)",
+        "",
+        f"Matmul peak ({peaks['size']}x{peaks['size']} @ {peaks['size']}x{peaks['size']}, best of {config.matmul_reps})",
+        f"  fp32  {_fmt_rate(peaks['fp32'])}FLOP/s",
+        f"  bf16  {_fmt_rate(peaks['bf16'])}FLOP/s",
+        "",
+    ]
+    tb, ib = batches["train"], batches["infer"]
+    for kind, title, detail in (
+        ("train", "Training step: forward + backward + AdamW",
+         f"batch {config.batch_size}, {tb['batches']} length-bucketed SST train batches ({tb['tokens']} real tokens, "
+         f"mean length {tb['mean_length']:.1f}, {tb['padding']:.1%} padding), dropout on"
+         + (", word embeddings frozen (as params.yaml trains)" if config.freeze_word_embeddings else "")),
+        ("infer", "Inference: torch.inference_mode, eval mode",
+         f"batch {config.eval_batch_size}, {ib['batches']} length-bucketed SST train batches ({ib['tokens']} real tokens, "
+         f"{ib['padding']:.1%} padding)"),
+    ):
+        reps = config.train_reps if kind == "train" else config.infer_reps
+        lines += [
+            f"{title}",
+            f"  {detail}",
+            f"  {reps} timed repetitions per model after one warm-up, interleaved ABBA; medians; tokens = real (non-pad) tokens",
+            f"  {'precision':<10}{'ours tok/s':>12}{'HF tok/s':>12}{'ours/HF':>9}  {'(per-rep range)':<17}"
+            f"{'ours FLOP/s':>13}{'of peak':>9}",
+        ]
+        for label in labels:
+            r = results[kind][label]
+            peak = peaks["fp32" if label == "fp32" else "bf16"]
+            lines.append(
+                f"  {label:<10}{r['ours_tokens_per_s']:>12,.0f}{r['hf_tokens_per_s']:>12,.0f}{r['ratio']:>8.2f}x  "
+                f"({r['paired_ratio_min']:.2f}-{r['paired_ratio_max']:.2f}){'':<6}"
+                f"{_fmt_rate(r['ours_flops_per_s']):>12}{r['ours_flops_per_s'] / peak:>9.1%}"
+            )
+        lines.append("")
+    if results["device"] == "cuda":
+        gpu = results["machine"].get("gpu", "")
+        spec = next((v for k, v in SPEC_BF16_PEAK.items() if k in gpu), None)
+        r = results["train"].get("bf16")
+        if r is not None:
+            line = f"MFU (bf16 training): {r['ours_flops_per_s'] / peaks['bf16']:.1%} of the measured bf16 matmul peak"
+            if spec:
+                line += f", {r['ours_flops_per_s'] / spec:.1%} of the {_fmt_rate(spec)}FLOP/s spec-sheet dense bf16 peak"
+            lines += [line, ""]
+    lines += [
+        "FLOPs: training = 6 N T + 12 L h sum(s^2), inference = 2 N T + 4 L h sum(s^2), over real tokens only:",
+        "  N transformer-layer params, T real tokens, s each sequence's real length, L layers, width h;",
+        "  'of peak' = our achieved FLOP/s / the measured matmul peak of the same precision.",
+        "",
+    ]
+    if "memory" in results:
+        mem = results["memory"]
+        method = mem["ours"]["method"]
+        how = (
+            "VmHWM of /proc/self/status, reset after loading (clear_refs 5), so 'peak' is the process's RSS high-water mark "
+            "during the training steps and 'step +' its rise over the RSS after loading"
+            if method == "VmHWM" else "ru_maxrss: the process's whole-life RSS high-water mark (loading included)"
+        )
+        lines += [
+            f"Peak memory of the training steps above ({main_label}), each model alone in a fresh subprocess",
+            f"  method: {how}" + ("; on CUDA also torch.cuda.max_memory_allocated" if results["device"] == "cuda" else ""),
+        ]
+        for model_name, label in (("ours", "ours"), ("hf", "HF")):
+            r = mem[model_name]
+            line = f"  {label:<5} peak RSS {r['rss_peak_mib']:8,.0f} MiB   step + {r['rss_peak_mib'] - r['rss_before_mib']:7,.0f} MiB"
+            if "cuda_peak_mib" in r:
+                line += f"   CUDA peak allocated {r['cuda_peak_mib']:,.0f} MiB (step + {r['cuda_peak_mib'] - r['cuda_before_mib']:,.0f})"
+            lines.append(line)
+        lines.append("")
+    if "padding" in results:
+        lines += [
+            f"Padding: share of padded token slots, batch {config.batch_size}, whole train splits, "
+            f"max_length {config.max_length}",
+            f"  {'task':<8}{'layout':<9}{'random':>9}{'length-bucketed':>17}",
+        ]
+        for task, layouts in results["padding"].items():
+            for layout, r in layouts.items():
+                lines.append(f"  {task:<8}{layout:<9}{r['random']:>9.1%}{r['bucketed']:>17.1%}")
+        lines += [
+            "  (cross: [CLS] a [SEP] b [SEP] as one row; siamese: a and b rows stacked in one batch;",
+            "   bucketing sorts by len(a) + len(b) within chunks of 50 batches, as training does)",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Our encoder vs transformers.BertModel: speed, memory, padding.")
+    parser.add_argument("--quick", action="store_true", help="a ~30 s smoke run: fewer repetitions, no fp32")
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (missing: defaults)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for encoder_speed-<device>.txt")
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        print(json.dumps(memory_child(json.loads(args.memory_child))))
+        return
+    from optiminbert import params
+
+    overrides = {k: v for k, v in (("checkpoint", args.checkpoint), ("data", args.data), ("device", args.device)) if v}
+    p = params.resolve(params.load(args.params), "prepare")
+    run(BenchConfig.from_params(p, quick=args.quick, **overrides), args.results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Data-parallel training on torch.distributed: `torchrun --nproc_per_node N ...`.
+
+Every rank builds the same round-robin schedule (same seed), so every step has the same global
+batch per task; each rank computes its slice of it. Gradients are all-reduced explicitly, not
+by wrapping the model in DistributedDataParallel, because PCGrad must see each task's *global*
+gradient before it projects (the per-rank gradients conflict differently from the sum): the
+gradient strategies call ``all_reduce_gradients`` on what they would apply. Each rank's loss is
+weighted by its share of the global batch and the gradients are summed, so N ranks take exactly
+the step one process takes on the whole batch (up to float summation order).
+
+Outside torchrun (no WORLD_SIZE, or WORLD_SIZE=1) every function here is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def init() -> None:
+    """Join the process group torchrun describes (NCCL on GPUs, gloo on CPU), once."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    return dist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    """Only rank 0 writes models, metrics, plots and resume states."""
+    return rank() == 0
+
+
+def local_device() -> torch.device:
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def shard(indices: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """This rank's slice of a global batch, and its share of the batch (the loss weight)."""
+    if not active():
+        return indices, 1.0
+    mine = indices.tensor_split(world_size())[rank()]
+    return mine, len(mine) / len(indices)
+
+
+def all_reduce_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Sum every parameter's gradient over the ranks (a missing one counts as zero), in one
+    flat all-reduce."""
+    if not active():
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1).float() for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[offset : offset + n].view_as(p).to(p.dtype)
+        offset += n
+
+
+def all_reduce_(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over the ranks, in place (PCGrad's per-task gradients)."""
+    if active():
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def gather_rows(rows: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    """Every rank's {example index: output} merged, so each rank sees all predictions."""
+    if not active():
+        return rows
+    parts: list[dict[int, torch.Tensor] | None] = [None] * world_size()
+    dist.all_gather_object(parts, {i: t.cpu() for i, t in rows.items()})
+    return {i: t for part in parts for i, t in part.items()}
+
+
+def broadcast_parameters(module: torch.nn.Module) -> None:
+    """Start every rank from rank 0's weights (heads are seeded alike, but be certain)."""
+    if active():
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=0)

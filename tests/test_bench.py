@@ -1,0 +1,167 @@
+"""The benchmark measures the right thing: correctness only, never speed.
+
+Length-bucketed, padded batches give the same outputs as one sequence at a time; the
+transformers twin the benchmark times holds our exact weights and does the same work (same
+outputs, same loss and gradients); the FLOP and padding arithmetic is right; and the quick
+run goes end to end on a tiny checkpoint, returning positive numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from optiminbert import bench
+from optiminbert.batching import length_bucketed_batches, pad
+from optiminbert.model import BertConfig, BertModel, ours_to_hf
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+            max_position_embeddings=64)
+ATOL = 1e-4
+
+
+def tiny_model(seed: int = 0, **overrides) -> BertModel:
+    """A tiny random encoder with weights far from BERT's init (peaked attention, LayerNorm
+    gains that matter), so a wrong mask or a mis-mapped weight shows well above tolerance."""
+    torch.manual_seed(seed)
+    model = BertModel(BertConfig(**{**TINY, **overrides}))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, generator=generator)
+            param.copy_(1.0 + 0.2 * noise if name.endswith("norm.weight") else 0.3 * noise)
+    return model
+
+
+def random_sequences(count: int, seed: int = 0) -> list[list[int]]:
+    """[CLS] ... [SEP] sequences of skewed lengths 3..40, like real sentences (ids 5.. are words)."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths = (torch.distributions.Gamma(2.0, 0.15).sample((count,)) + 3).clamp(max=40).long()
+    return [
+        [2, *torch.randint(5, TINY["vocab_size"], (int(n) - 2,), generator=generator).tolist(), 3] for n in lengths
+    ]
+
+
+def with_segments(batch: dict) -> dict:
+    return {**batch, "token_type_ids": torch.zeros_like(batch["input_ids"])}
+
+
+def test_bucketed_batches_equal_one_sequence_at_a_time() -> None:
+    model = tiny_model().eval()
+    sequences = random_sequences(70)
+    lengths = torch.tensor([len(s) for s in sequences])
+    batches = length_bucketed_batches(lengths, 8, torch.Generator().manual_seed(1), chunk_batches=3)
+    seen = []
+    with torch.no_grad():
+        for indices in batches:
+            batch = with_segments(pad([sequences[i] for i in indices.tolist()]))
+            assert (batch["attention_mask"] == 0).any() or len(set(lengths[indices].tolist())) == 1
+            out = model(**batch)
+            for row, i in enumerate(indices.tolist()):
+                alone = model(torch.tensor([sequences[i]]))
+                n = len(sequences[i])
+                torch.testing.assert_close(out.last_hidden_state[row, :n], alone.last_hidden_state[0], atol=ATOL, rtol=0)
+                torch.testing.assert_close(out.pooler_output[row], alone.pooler_output[0], atol=ATOL, rtol=0)
+                seen.append(i)
+    assert sorted(seen) == list(range(len(sequences)))
+
+
+def test_twin_holds_our_weights_and_gives_our_outputs() -> None:
+    ours = tiny_model(seed=2).eval()
+    theirs = bench.hf_twin(ours).eval()
+    hf_state = theirs.state_dict()
+    for key, tensor in ours_to_hf(ours.state_dict(), ours.config).items():
+        assert torch.equal(hf_state[key], tensor), key
+    batches = bench.padded_batches(random_sequences(50, seed=3), 16, 3, seed=0)
+    assert len(batches) == 3 and all(len(b["input_ids"]) == 16 for b in batches)
+    with torch.no_grad():
+        for batch in batches:
+            a, b = ours(**batch), theirs(**batch)
+            real = batch["attention_mask"].bool()
+            torch.testing.assert_close(a.last_hidden_state[real], b.last_hidden_state[real], atol=ATOL, rtol=0)
+            torch.testing.assert_close(a.pooler_output, b.pooler_output, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("freeze_word_embeddings", [True, False])
+def test_training_step_does_the_same_work_in_both_models(freeze_word_embeddings: bool) -> None:
+    """Without dropout, one benchmark step gives the same loss and gradients in both models,
+    and the frozen word table stays put in both."""
+    ours = tiny_model(seed=4, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0).train()
+    theirs = bench.hf_twin(ours).train()
+    words_before = ours.embeddings.word.weight.detach().clone()
+    batch = bench.padded_batches(random_sequences(40, seed=5), 8, 1, seed=0)[0]
+    device = torch.device("cpu")
+    losses = [
+        bench.training_step(model, bench.make_optimizer(model, 1e-3, freeze_word_embeddings), batch, device, None)
+        for model in (ours, theirs)
+    ]
+    torch.testing.assert_close(losses[0], losses[1], atol=1e-5, rtol=1e-5)
+    ours_grads = {k: (p.grad if p.grad is not None else torch.zeros_like(p)) for k, p in ours.named_parameters()}
+    hf_grads = {k: p.grad for k, p in theirs.named_parameters()}
+    for key, grad in ours_to_hf(ours_grads, ours.config).items():
+        if key == "embeddings.word_embeddings.weight" and freeze_word_embeddings:
+            assert hf_grads[key] is None and not grad.any()
+            continue
+        torch.testing.assert_close(hf_grads[key], grad, atol=1e-5, rtol=1e-4, msg=key)
+    moved = not torch.equal(ours.embeddings.word.weight, words_before)
+    assert moved != freeze_word_embeddings
+    assert not torch.equal(ours.layers[0].ffn_in.weight, tiny_model(seed=4).layers[0].ffn_in.weight)
+
+
+def test_flop_formula_counts_the_layer_parameters() -> None:
+    model = tiny_model()
+    assert bench.layer_parameters(model.config) == sum(p.numel() for p in model.layers.parameters())
+    lengths = torch.tensor([3, 5])
+    n, layers, h = bench.layer_parameters(model.config), TINY["num_hidden_layers"], TINY["hidden_size"]
+    forward = 2 * n * 8 + 4 * layers * h * (9 + 25)
+    assert bench.encoder_flops(model.config, lengths, training=False) == forward
+    assert bench.encoder_flops(model.config, lengths, training=True) == 3 * forward
+
+
+def test_padding_fraction_arithmetic() -> None:
+    # Rows of lengths 3 and 1 take 2 x 3 slots, 4 of them real; a batch of equal rows has none.
+    assert bench.padding_fraction([torch.tensor([3, 1])]) == pytest.approx(1 / 3)
+    assert bench.padding_fraction([torch.tensor([3, 1]), torch.tensor([2, 2])]) == pytest.approx(2 / 10)
+    assert bench.padding_fraction([torch.tensor([4, 4, 4])]) == 0
+
+
+def test_bucketing_pads_far_less_than_random_batches() -> None:
+    single = [[len(s) * [7] for s in random_sequences(3000, seed=6)]]
+    result = bench.task_padding(single, 32, 128, seed=0)["single"]
+    assert result["bucketed"] < 0.10 < result["random"]
+
+    a, b = random_sequences(2000, seed=7), random_sequences(2000, seed=8)
+    pairs = bench.task_padding([a, b], 32, 48, seed=0)
+    assert set(pairs) == {"cross", "siamese"}
+    assert pairs["cross"]["bucketed"] < 0.10 < pairs["cross"]["random"]
+    assert pairs["siamese"]["bucketed"] < pairs["siamese"]["random"]
+
+
+def test_quick_run_end_to_end(tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path, capsys) -> None:
+    config = bench.BenchConfig.quick(
+        checkpoint=str(tiny_checkpoint), data=str(tiny_data), device="cpu", fp32_too=True,
+        batch_size=8, eval_batch_size=16, matmul_size=128, train_reps=1, infer_reps=1,
+    )
+    results = bench.run(config, tmp_path / "results")
+    labels = list(results["train"])
+    assert labels[-1] == "fp32" and len(labels) in (1, 2)  # bf16 first where this CPU has it
+    for kind in ("train", "infer"):
+        for label in labels:
+            r = results[kind][label]
+            for key in ("ours_tokens_per_s", "hf_tokens_per_s", "ratio", "ours_flops_per_s"):
+                assert r[key] > 0, (kind, label, key)
+    assert results["matmul"]["fp32"] > 0 and results["matmul"]["bf16"] > 0
+    for model in ("ours", "hf"):
+        memory = results["memory"][model]
+        assert memory["rss_peak_mib"] > 0 and memory["rss_peak_mib"] >= memory["rss_before_mib"] * 0.5
+    assert set(results["padding"]) == {"sst", "cfimdb", "quora", "sts"}
+    assert all(0 <= v < 1 for layouts in results["padding"].values() for r in layouts.values() for v in r.values())
+
+    written = (tmp_path / "results" / "encoder_speed-cpu.txt").read_text()
+    assert written == results["text"] and written in capsys.readouterr().out
+    assert results["machine"]["torch"] in written and results["machine"]["cpu"] in written
+    assert "ours/HF" in written and "Peak memory" in written and "method:" in written

@@ -1,0 +1,112 @@
+"""The contrastive losses on hand-computable cases, their batches, and a tiny run with each."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from optiminbert.contrastive import CONTRASTIVE, PositivePairs, no_duplicate_batches
+from optiminbert.losses import GISTEmbedLoss, MultipleNegativesRankingLoss, contrastive_loss
+from optiminbert.phases import STUDY_TASKS, train_run
+from optiminbert.prepared import TaskSplit, split_path
+
+# Three pairs of 2-d embeddings at known angles, so every cosine is written down by hand.
+ANCHORS = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+POSITIVES = torch.tensor([[2.0, 0.0], [1.0, 1.0], [0.0, -1.0]])
+R = 1 / math.sqrt(2)
+COSINES = torch.tensor(  # cos(anchor i, positive j)
+    [
+        [1.0, R, 0.0],
+        [0.0, R, -1.0],
+        [R, 1.0, -R],
+    ]
+)
+
+
+def test_mnrl_is_cross_entropy_over_the_scaled_cosine_matrix():
+    prediction = torch.stack([ANCHORS, POSITIVES], dim=1)
+    loss = MultipleNegativesRankingLoss(scale=20.0)(prediction, None)
+    expected = -sum(torch.log_softmax(20.0 * COSINES[i], 0)[i] for i in range(3)) / 3
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_gist_masks_exactly_the_candidates_the_guide_rates_too_similar():
+    guide_a = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.8, 0.6]])
+    guide_p = torch.tensor([[0.6, 0.8, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]])
+    # The guide's similarity of each anchor to its own positive (the threshold): 0.6, 0.8, 0.6.
+    # Every candidate at or above its row's threshold is masked (ties count), worked out by hand:
+    #   row 0: a0·p1 = 0.6;            p0·p1 = 1.0
+    #   row 1: a1·p0 = 0.8; a1·a2 = 0.8; p1·p0 = 1.0
+    #   row 2: a2·p0 = a2·p1 = 0.64; a2·a1 = 0.8
+    # and the self-similarities (anchor-anchor and positive-positive diagonals) always.
+    #                   a·p      a·a      p·p
+    masked = torch.tensor(
+        [
+            [0, 1, 0, 1, 0, 0, 1, 1, 0],
+            [1, 0, 0, 0, 1, 1, 1, 1, 0],
+            [1, 1, 0, 0, 1, 1, 0, 0, 1],
+        ],
+        dtype=torch.bool,
+    )
+    prediction = torch.stack([ANCHORS, POSITIVES], dim=1)
+    labels = torch.stack([guide_a, guide_p], dim=1)
+    loss = GISTEmbedLoss(temperature=0.05, margin=0.0)(prediction, labels)
+
+    a, p = F.normalize(ANCHORS, dim=-1), F.normalize(POSITIVES, dim=-1)
+    scores = torch.cat([a @ p.T, a @ a.T, p @ p.T], dim=1) / 0.05
+    expected = F.cross_entropy(scores.masked_fill(masked, float("-inf")), torch.arange(3))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    # A margin of 0.3 lowers the thresholds to 0.3, 0.5, 0.3; every unmasked guide similarity
+    # above is 0, so the mask, and the loss, stay the same.
+    assert GISTEmbedLoss(temperature=0.05, margin=0.3)(prediction, labels).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_gist_with_a_guide_that_masks_nothing_is_mnrl_with_extra_candidates():
+    guide = torch.eye(3)  # orthogonal texts: every candidate is less similar than ... nothing masked
+    labels = torch.stack([guide, guide], dim=1)  # anchor == positive for the guide: sim 1 each
+    prediction = torch.stack([ANCHORS, POSITIVES], dim=1)
+    loss = GISTEmbedLoss(temperature=1 / 20, margin=0.0)(prediction, labels)
+    a, p = F.normalize(ANCHORS, dim=-1), F.normalize(POSITIVES, dim=-1)
+    eye = torch.eye(3, dtype=torch.bool)
+    scores = torch.cat([a @ p.T, (a @ a.T).masked_fill(eye, -math.inf), (p @ p.T).masked_fill(eye, -math.inf)], 1) * 20
+    assert loss.item() == pytest.approx(F.cross_entropy(scores, torch.arange(3)).item(), rel=1e-5)
+
+
+def test_unknown_contrastive_loss_is_named():
+    with pytest.raises(Exception, match="unknown contrastive loss 'triplet'"):
+        contrastive_loss("triplet", {})
+
+
+def test_no_duplicate_batches_cover_every_pair_once_without_repeated_texts():
+    keys = [("a", "b"), ("a", "c"), ("d", "e"), ("b", "f"), ("g", "h"), ("i", "a"), ("j", "k")]
+    batches = no_duplicate_batches(keys, 3, torch.Generator().manual_seed(0))
+    assert sorted(i for b in batches for i in b.tolist()) == list(range(len(keys)))
+    for batch in batches:
+        texts = [t for i in batch.tolist() for t in keys[i]]
+        assert len(texts) == len(set(texts)) and len(batch) <= 3
+
+
+def test_positive_pairs_are_duplicates_and_very_similar_sts_pairs(tiny_prepared):
+    splits = {t: TaskSplit.load(split_path(tiny_prepared, t, "train")) for t in ("quora", "sts")}
+    pairs = PositivePairs.from_splits(splits, sts_min=4.0)
+    expected = int((splits["quora"].labels == 1).sum() + (splits["sts"].labels >= 4.0).sum())
+    assert len(pairs) == expected > 0
+    batch = pairs.batch(torch.tensor([0, 1]), "siamese", 32)
+    assert batch["input_ids"].shape[0] == 4  # anchors, then positives: one forward pass
+
+
+@pytest.mark.parametrize("loss", ["mnrl", "gist"])
+def test_a_joint_run_trains_the_contrastive_task_beside_the_others(tmp_path, tiny_prepared, tiny_params, one_thread, loss):
+    p = {**tiny_params, "epochs": 1, "steps_per_epoch": 3, "contrastive": loss, "guide": tiny_params["checkpoint"]}
+    history = train_run(p, list(STUDY_TASKS), "siamese", tiny_prepared, tmp_path / "run", "run")
+    assert set(history[0]["train_loss"]) == {*STUDY_TASKS, CONTRASTIVE}
+    assert math.isfinite(history[0]["train_loss"][CONTRASTIVE]) and history[0]["train_loss"][CONTRASTIVE] > 0
+
+
+def test_contrastive_losses_need_sentence_embeddings(tmp_path, tiny_prepared, tiny_params, one_thread):
+    p = {**tiny_params, "epochs": 1, "steps_per_epoch": 2, "contrastive": "mnrl"}
+    with pytest.raises(Exception, match="contrastive losses train sentence embeddings"):
+        train_run(p, list(STUDY_TASKS), "cross", tiny_prepared, tmp_path / "run", "run")
