@@ -14,7 +14,8 @@ length-bucketed, dynamically padded batches training uses, and times both models
 - the padding fraction of ``length_bucketed_batches`` against plain random batches on every
   task's real training lengths.
 
-The same text is printed and written to ``benchmarks/results/encoder_speed-<device>.txt``.
+The same text is printed and written to ``benchmarks/results/encoder_speed-<device>.txt``
+(``-quick.txt`` for the smoke run).
 ``python benchmarks/encoder_speed.py [--quick]`` and ``optiminbert bench`` call ``run``.
 """
 
@@ -73,6 +74,8 @@ class BenchConfig:
     memory: bool = True
     padding: bool = True
     seed: int = 0
+    note: str = ""  # free text for the report's header (e.g. what else ran on the machine)
+    smoke: bool = False  # the --quick run: written to encoder_speed-<device>-quick.txt, never over the full one
 
     @classmethod
     def from_params(cls, p: dict[str, Any], quick: bool = False, **overrides: Any) -> "BenchConfig":
@@ -91,7 +94,7 @@ class BenchConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> "BenchConfig":
         settings = dict(
-            fp32_too=False, train_batches=2, train_reps=2, infer_batches=1, infer_reps=2, matmul_reps=3
+            smoke=True, fp32_too=False, train_batches=2, train_reps=2, infer_batches=1, infer_reps=2, matmul_reps=3
         )
         settings.update(overrides)
         return cls(**settings)
@@ -213,23 +216,26 @@ def task_padding(columns: list[list[list[int]]], batch_size: int, max_length: in
 
     Single sentences: one row each. Pairs: ``cross`` joins [CLS] a [SEP] b [SEP] (``join_pair``,
     cut at max_length); ``siamese`` stacks all a and all b rows into one batch of 2B rows.
-    Bucketing sorts by len(a) + len(b), as training does.
+    Bucketing sorts as training does (``TaskSplit.padded_lengths``): by len(a) + len(b) for
+    cross-encoded pairs, by max(len(a), len(b)) for siamese ones.
     """
     lens = [torch.tensor([len(s) for s in col]) for col in columns]
-    key = sum(lens)
     generator = torch.Generator().manual_seed(seed)
-    orders = {
-        "random": list(torch.randperm(len(key), generator=generator).split(batch_size)),
-        "bucketed": length_bucketed_batches(key, batch_size, generator),
-    }
+    random = list(torch.randperm(len(lens[0]), generator=generator).split(batch_size))
     if len(lens) == 1:
-        layouts: dict[str, Callable] = {"single": lambda idx: [lens[0][idx]]}
+        layouts: dict[str, tuple[torch.Tensor, Callable]] = {"single": (lens[0], lambda idx: [lens[0][idx]])}
     else:
         joined = (lens[0] + lens[1] - 1).clamp(max=max_length)
-        layouts = {"cross": lambda idx: [joined[idx]], "siamese": lambda idx: [torch.cat([lens[0][idx], lens[1][idx]])]}
+        layouts = {
+            "cross": (lens[0] + lens[1], lambda idx: [joined[idx]]),
+            "siamese": (torch.maximum(lens[0], lens[1]), lambda idx: [torch.cat([lens[0][idx], lens[1][idx]])]),
+        }
     return {
-        layout: {name: padding_fraction([r for idx in order for r in rows(idx)]) for name, order in orders.items()}
-        for layout, rows in layouts.items()
+        layout: {
+            name: padding_fraction([r for idx in order for r in rows(idx)])
+            for name, order in (("random", random), ("bucketed", length_bucketed_batches(key, batch_size, generator)))
+        }
+        for layout, (key, rows) in layouts.items()
     }
 
 
@@ -436,6 +442,7 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    started = time.perf_counter()
     set_threads()
     device = resolve_device(config.device)
     main_dtype = resolve_precision(config.precision, device)
@@ -534,6 +541,7 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
             progress.remove_task(step)
 
     info["load_average_end"] = load_average()
+    info["wall_s"] = time.perf_counter() - started
     results["model"] = {
         "layers": enc.num_hidden_layers, "hidden": enc.hidden_size, "heads": enc.num_attention_heads,
         "intermediate": enc.intermediate_size, "vocab": enc.vocab_size, "layer_params": layer_parameters(enc),
@@ -541,7 +549,7 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
     results["text"] = report(results, config, [name(d) for d in precisions], name(main_dtype))
     print(results["text"], end="")
     if results_dir is not None:
-        path = Path(results_dir) / f"encoder_speed-{device.type}.txt"
+        path = Path(results_dir) / f"encoder_speed-{device.type}{'-quick' if config.smoke else ''}.txt"
         write_text_atomic(results["text"], path)
         results["path"] = str(path)
     return results
@@ -551,13 +559,15 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
     info, m, batches = results["machine"], results["model"], results["batches"]
     peaks = results["matmul"]
     lines = [
-        "optiminbert bench: our minBERT encoder vs transformers.BertModel (same weights, same batches, one process)",
-        f"date      {info['date']}",
+        "optiminbert bench: our minBERT encoder vs transformers.BertModel (same weights, same batches, one process)"
+        + (" [--quick: few repetitions, noisy]" if config.smoke else ""),
+        f"date      {info['date']} (the whole run took {info['wall_s']:.0f} s)",
         f"machine   {info.get('gpu', info['cpu'])}" + ("" if "gpu" not in info else f" (host CPU {info['cpu']})"),
         f"          {info['cores']} cores usable, {info['threads']} torch threads, CPU flags: {info['cpu_flags'] or 'n/a'}",
         f"software  torch {info['torch']}, transformers {info['transformers']} (sdpa attention), Python {info['python']}",
         f"load avg  {info['load_average_start']} at start, {info['load_average_end']} at end (1/5/15 min; "
         f"above {info['cores']} means another job shared the CPU and ratios are noisier)",
+        *([f"note      {config.note}"] if config.note else []),
         f"model     {config.checkpoint}: {m['layers']} layers, hidden {m['hidden']}, {m['heads']} heads, FFN {m['intermediate']}, "
         f"{m['layer_params'] / 1e6:.2f}M transformer-layer params (N)",
         "",
@@ -630,7 +640,7 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
     if "padding" in results:
         lines += [
             f"Padding: share of padded token slots, batch {config.batch_size}, whole train splits, "
-            f"max_length {config.max_length}",
+            "max_length " + ", ".join(f"{t} {n}" for t, n in config.max_length.items()),
             f"  {'task':<8}{'layout':<9}{'random':>9}{'length-bucketed':>17}",
         ]
         for task, layouts in results["padding"].items():
@@ -638,7 +648,8 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
                 lines.append(f"  {task:<8}{layout:<9}{r['random']:>9.1%}{r['bucketed']:>17.1%}")
         lines += [
             "  (cross: [CLS] a [SEP] b [SEP] as one row; siamese: a and b rows stacked in one batch;",
-            "   bucketing sorts by len(a) + len(b) within chunks of 50 batches, as training does)",
+            "   bucketing sorts within chunks of 50 batches by what a batch pads to, as training does:",
+            "   len(a) + len(b) for cross, max(len a, len b) for siamese)",
             "",
         ]
     return "\n".join(lines)
@@ -654,6 +665,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (missing: defaults)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for encoder_speed-<device>.txt")
+    parser.add_argument("--note", default="", help="a line for the report's header, e.g. what else ran")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
@@ -661,7 +673,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     from optiminbert import params
 
-    overrides = {k: v for k, v in (("checkpoint", args.checkpoint), ("data", args.data), ("device", args.device)) if v}
+    overrides = {
+        k: v for k, v in (("checkpoint", args.checkpoint), ("data", args.data), ("device", args.device), ("note", args.note)) if v
+    }
     p = params.resolve(params.load(args.params), "prepare")
     run(BenchConfig.from_params(p, quick=args.quick, **overrides), args.results)
 

@@ -68,7 +68,7 @@ class PositivePairs:
     def lengths(self) -> torch.Tensor:
         return self.columns[0].lengths + self.columns[1].lengths
 
-    def shuffled_batches(self, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    def shuffled_batches(self, batch_size: int, generator: torch.Generator, pairs: str = "siamese") -> list[torch.Tensor]:
         return no_duplicate_batches(self.keys, batch_size, generator)
 
     def batch(self, indices: torch.Tensor, pairs: str, max_length: int) -> dict[str, torch.Tensor]:

@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from optiminbert.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
 from optiminbert.data import TASKS
+from optiminbert.errors import UserError
 from optiminbert.metrics import METRIC_NAMES, confidence, overall, task_score, to_predictions
 from optiminbert.phases import BASELINE_MODES, BASELINE_TASKS, PHASES, STUDY_TASKS, load_run, runtime_for
 from optiminbert.prepared import TaskSplit, split_path
@@ -46,9 +48,78 @@ def score_run(run_dir: Path, prepared_dir: Path, p: dict[str, Any]) -> dict[str,
 
 
 def write_predictions(task: str, data: TaskSplit, raw: torch.Tensor, path: Path) -> None:
-    predictions = to_predictions(task, raw)
-    fmt = (lambda x: f"{x:.4f}") if TASKS[task].kind == "regression" else int
-    write_csv_atomic(["id", "prediction"], zip(data.ids, map(fmt, predictions)), path)
+    """id, prediction, and what an ensemble averages: class probabilities (sentiment), the
+    paraphrase probability, or the 0..5 score itself (STS)."""
+    write_csv_atomic(*prediction_table(task, data.ids, probabilities(task, raw)), path)
+
+
+def probabilities(task: str, raw: torch.Tensor) -> np.ndarray:
+    kind = TASKS[task].kind
+    if kind == "classification":
+        return raw.float().softmax(-1).numpy()
+    if kind == "binary":
+        return raw.float().sigmoid().numpy()
+    return raw.float().numpy()
+
+
+def _decide(task: str, probs: np.ndarray) -> np.ndarray:
+    kind = TASKS[task].kind
+    if kind == "classification":
+        return probs.argmax(-1)
+    return (probs > 0.5).astype(np.int64) if kind == "binary" else probs
+
+
+def prediction_table(task: str, ids: list[str], probs: np.ndarray) -> tuple[list[str], list[list]]:
+    predictions = _decide(task, probs)
+    kind = TASKS[task].kind
+    if kind == "classification":
+        header = ["id", "prediction"] + [f"prob_{c}" for c in range(probs.shape[1])]
+        rows = [[i, int(y), *(f"{q:.5f}" for q in row)] for i, y, row in zip(ids, predictions, probs)]
+    elif kind == "binary":
+        header = ["id", "prediction", "probability"]
+        rows = [[i, int(y), f"{q:.5f}"] for i, y, q in zip(ids, predictions, probs)]
+    else:
+        header = ["id", "prediction"]
+        rows = [[i, f"{y:.4f}"] for i, y in zip(ids, predictions)]
+    return header, rows
+
+
+def read_probabilities(task: str, path: Path) -> tuple[list[str], np.ndarray]:
+    if not path.is_file():
+        raise UserError(f"{path}: predictions not found; evaluate that phase first (dvc repro evaluate)")
+    frame = pd.read_csv(path, dtype={"id": str})
+    kind = TASKS[task].kind
+    columns = [c for c in frame.columns if c.startswith("prob_")] if kind == "classification" else (
+        ["probability"] if kind == "binary" else ["prediction"]
+    )
+    if not columns or any(c not in frame.columns for c in columns):
+        raise UserError(f"{path}: no probability columns; re-run its evaluation stage")
+    values = frame[columns].to_numpy(dtype=np.float64)
+    return frame["id"].tolist(), values if kind == "classification" else values[:, 0]
+
+
+def evaluate_ensemble(members: list[str], prepared_dir: Path, out: Path) -> dict:
+    """Average the phases' predictions (class and paraphrase probabilities, STS scores) and
+    score the average like a phase: metrics/ensemble.json and predictions/ensemble/."""
+    if len(members) < 2 or any(m not in PHASES for m in members):
+        raise UserError(f"param ensemble.members must name two or more of {', '.join(PHASES)}, got {members!r}")
+    dev_scores = {}
+    for task in STUDY_TASKS:
+        for split in ("dev", "test"):
+            read = [read_probabilities(task, out / "predictions" / m / f"{task}-{split}.csv") for m in members]
+            ids = read[0][0]
+            if any(other_ids != ids for other_ids, _ in read[1:]):
+                raise UserError(f"predictions of {', '.join(members)} for {task}-{split} list different ids; re-run their evaluation")
+            probs = np.mean([values for _, values in read], axis=0)
+            write_csv_atomic(*prediction_table(task, ids, probs), out / "predictions" / "ensemble" / f"{task}-{split}.csv")
+            if split == "dev":
+                labels = TaskSplit.load(split_path(prepared_dir, task, "dev")).labels.numpy()
+                dev_scores[task] = task_score(task, _decide(task, probs), labels)
+    dev = {METRIC_KEYS[t]: round(dev_scores[t], 4) for t in STUDY_TASKS}
+    dev["overall"] = round(overall(dev_scores["sst"], dev_scores["quora"], dev_scores["sts"]), 4)
+    metrics = {"dev": dev, "members": members}
+    write_json_atomic(metrics, out / "metrics" / "ensemble.json")
+    return metrics
 
 
 def evaluate_phase(phase: str, models_dir: Path, prepared_dir: Path, out: Path, p: dict[str, Any]) -> dict:

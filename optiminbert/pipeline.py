@@ -99,7 +99,10 @@ def train_phase(
 
 
 def evaluate(params: dict, phase: str) -> dict:
-    _check("phase", phase, ("baseline", *phases.PHASES))
+    if phase == "ensemble":
+        members = (params.get("ensemble") or {}).get("members", list(phases.PHASES))
+        return evaluation.evaluate_ensemble(list(members), PREPARED, Path("."))
+    _check("phase", phase, ("baseline", *phases.PHASES, "ensemble"))
     p = resolve(params, "evaluate")
     return evaluation.evaluate_phase(phase, MODELS, PREPARED, Path("."), p)
 

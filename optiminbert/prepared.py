@@ -39,8 +39,15 @@ class TaskSplit:
     def lengths(self) -> torch.Tensor:
         return sum(c.lengths for c in self.columns)
 
-    def shuffled_batches(self, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-        return length_bucketed_batches(self.lengths, batch_size, generator)
+    def padded_lengths(self, pairs: str) -> torch.Tensor:
+        """What a batch is padded to, per example: a siamese pair's rows pad to its longer
+        sentence, a cross-encoded pair to both together (batches sort by this)."""
+        if self.is_pair and pairs == "siamese":
+            return torch.maximum(self.columns[0].lengths, self.columns[1].lengths)
+        return self.lengths
+
+    def shuffled_batches(self, batch_size: int, generator: torch.Generator, pairs: str) -> list[torch.Tensor]:
+        return length_bucketed_batches(self.padded_lengths(pairs), batch_size, generator)
 
     def batch(self, indices: torch.Tensor, pairs: str, max_length: int) -> dict[str, torch.Tensor]:
         """A padded batch; pairs are cross-encoded ([CLS] a [SEP] b [SEP]) or, for siamese
@@ -92,7 +99,10 @@ class FeatureSplit:
     def lengths(self) -> torch.Tensor:
         return torch.ones(len(self.features), dtype=torch.long)
 
-    def shuffled_batches(self, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    def padded_lengths(self, pairs: str) -> torch.Tensor:
+        return self.lengths
+
+    def shuffled_batches(self, batch_size: int, generator: torch.Generator, pairs: str) -> list[torch.Tensor]:
         return length_bucketed_batches(self.lengths, batch_size, generator)
 
     def batch(self, indices: torch.Tensor, pairs: str, max_length: int) -> dict[str, torch.Tensor]:

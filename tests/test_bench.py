@@ -136,7 +136,7 @@ def test_bucketing_pads_far_less_than_random_batches() -> None:
 
     a, b = random_sequences(2000, seed=7), random_sequences(2000, seed=8)
     pairs = bench.task_padding([a, b], 32, 48, seed=0)
-    assert set(pairs) == {"cross", "siamese"}
+    assert set(pairs) == {"cross", "siamese"} and set(pairs["cross"]) == {"random", "bucketed"}
     assert pairs["cross"]["bucketed"] < 0.10 < pairs["cross"]["random"]
     assert pairs["siamese"]["bucketed"] < pairs["siamese"]["random"]
 
@@ -161,7 +161,12 @@ def test_quick_run_end_to_end(tiny_checkpoint: Path, tiny_data: Path, tmp_path: 
     assert set(results["padding"]) == {"sst", "cfimdb", "quora", "sts"}
     assert all(0 <= v < 1 for layouts in results["padding"].values() for r in layouts.values() for v in r.values())
 
-    written = (tmp_path / "results" / "encoder_speed-cpu.txt").read_text()
+    written = (tmp_path / "results" / "encoder_speed-cpu-quick.txt").read_text()
     assert written == results["text"] and written in capsys.readouterr().out
     assert results["machine"]["torch"] in written and results["machine"]["cpu"] in written
     assert "ours/HF" in written and "Peak memory" in written and "method:" in written
+
+
+def test_quick_and_full_configs_differ() -> None:
+    assert bench.BenchConfig().smoke is False and bench.BenchConfig.quick().smoke is True
+    assert bench.BenchConfig.quick().train_reps < bench.BenchConfig().train_reps

@@ -14,6 +14,11 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+HEADERS = {
+    "sst": "id,prediction,prob_0,prob_1,prob_2,prob_3,prob_4",
+    "quora": "id,prediction,probability",
+    "sts": "id,prediction",
+}
 
 
 def run(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
@@ -64,8 +69,10 @@ def test_repro_writes_every_metric_and_report(tiny_repo):
         for task in ("sst", "quora", "sts"):
             for split in ("dev", "test"):
                 lines = (repo / f"predictions/{phase}/{task}-{split}.csv").read_text().splitlines()
-                assert lines[0] == "id,prediction" and len(lines) > 30
+                assert lines[0] == HEADERS[task] and len(lines) > 30
         assert "confusion matrix" in (repo / f"metrics/analysis/{phase}.md").read_text()
+    ensemble = json.loads((repo / "metrics/ensemble.json").read_text())
+    assert ensemble["members"] == ["mtl", "mtl_embed", "specialist"] and set(ensemble["dev"]) == set(dev)
     report = (repo / "metrics/report.md").read_text()
     assert "Table 1" in report and "Table 2" in report and "0.390" in report
 
@@ -79,7 +86,7 @@ def test_lr_change_reruns_only_what_reads_lr(tiny_repo):
     reran = set(re.findall(r"Running stage '([^']+)'", experiment))
     assert reran == {
         "baseline_finetune@sst", "baseline_finetune@cfimdb", "mtl", "mtl_embed", "specialist",
-        "evaluate_baseline", "evaluate@mtl", "evaluate@mtl_embed", "evaluate@specialist", "report",
+        "evaluate_baseline", "evaluate@mtl", "evaluate@mtl_embed", "evaluate@specialist", "ensemble", "report",
     }
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo, env).stdout)
     assert "metrics/mtl.json" in diff and "dev.overall" in diff["metrics/mtl.json"]
