@@ -130,3 +130,27 @@ def test_cli_killed_by_sigterm_resumes_to_the_same_metrics(project, tmp_path_fac
     assert "resuming from" in err
     assert not (project / ".resume" / "mtl.pt").exists()
     _assert_same_run(reference, project / "models" / "mtl")
+
+
+class LossBecomesNaN(torch.nn.Module):
+    """Cross-entropy that turns NaN at its ``at``-th call, as a diverging run would."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def forward(self, prediction, labels):
+        self.calls += 1
+        loss = torch.nn.functional.cross_entropy(prediction.float(), labels.long())
+        return loss * float("nan") if self.calls == self.at else loss
+
+
+def test_a_nan_loss_stops_naming_task_and_step_and_keeps_the_last_epoch(tmp_path, tiny_prepared, tiny_params, one_thread, monkeypatch):
+    p = {**tiny_params, "steps_per_epoch": 4}
+    monkeypatch.setattr(phases, "loss_for", lambda kind, pairs: LossBecomesNaN(at=6))  # epoch 2, step 2
+    state = tmp_path / "resume" / "sst.pt"
+    with pytest.raises(Exception, match=r"sst: sst loss became nan at epoch 2 step 2; lower lr; the state after epoch 1 is kept in"):
+        phases.train_run(p, ["sst"], "cross", tiny_prepared, tmp_path / "run", "sst", resume_path=state)
+    assert not (tmp_path / "run").exists()  # nothing half-written
+    kept = torch.load(state, weights_only=True)
+    assert (kept["epoch"], kept["step"], len(kept["history"])) == (2, 0, 1)

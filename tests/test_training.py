@@ -3,6 +3,7 @@ and the training loop end to end on a tiny random BERT and small slices of the r
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -376,3 +377,11 @@ def test_heads_train_at_head_lr_only_beside_a_training_encoder(trainer, frozen: 
         assert [g["initial_lr"] for g in groups] == [1e-4, 5e-3]
         assert {id(p) for p in groups[1]["params"]} == head_ids
         assert not head_ids & {id(p) for p in groups[0]["params"]}
+
+
+def test_overlong_texts_are_truncated_and_counted(tiny_prepared: Path) -> None:
+    summary = json.loads((tiny_prepared / "summary.json").read_text())
+    cfimdb = TaskSplit.load(split_path(tiny_prepared, "cfimdb", "train"))
+    at_limit = int((cfimdb.lengths >= 32).sum())  # the fixture prepares with max_length 32
+    assert summary["cfimdb-train"]["truncated"] == at_limit > 0  # reviews run to hundreds of tokens
+    assert int(cfimdb.lengths.max()) == 32
