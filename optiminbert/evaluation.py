@@ -12,7 +12,7 @@ import torch
 from optiminbert.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
 from optiminbert.data import TASKS
 from optiminbert.errors import UserError
-from optiminbert.metrics import METRIC_NAMES, confidence, overall, task_score, to_predictions
+from optiminbert.metrics import METRIC_NAMES, confidence, decide, overall, probabilities, task_score, to_predictions
 from optiminbert.phases import BASELINE_MODES, BASELINE_TASKS, PHASES, STUDY_TASKS, load_run, runtime_for
 from optiminbert.prepared import TaskSplit, split_path
 from optiminbert.train import predict
@@ -53,24 +53,8 @@ def write_predictions(task: str, data: TaskSplit, raw: torch.Tensor, path: Path)
     write_csv_atomic(*prediction_table(task, data.ids, probabilities(task, raw)), path)
 
 
-def probabilities(task: str, raw: torch.Tensor) -> np.ndarray:
-    kind = TASKS[task].kind
-    if kind == "classification":
-        return raw.float().softmax(-1).numpy()
-    if kind == "binary":
-        return raw.float().sigmoid().numpy()
-    return raw.float().numpy()
-
-
-def _decide(task: str, probs: np.ndarray) -> np.ndarray:
-    kind = TASKS[task].kind
-    if kind == "classification":
-        return probs.argmax(-1)
-    return (probs > 0.5).astype(np.int64) if kind == "binary" else probs
-
-
 def prediction_table(task: str, ids: list[str], probs: np.ndarray) -> tuple[list[str], list[list]]:
-    predictions = _decide(task, probs)
+    predictions = decide(task, probs)
     kind = TASKS[task].kind
     if kind == "classification":
         header = ["id", "prediction"] + [f"prob_{c}" for c in range(probs.shape[1])]
@@ -114,7 +98,7 @@ def evaluate_ensemble(members: list[str], prepared_dir: Path, out: Path) -> dict
             write_csv_atomic(*prediction_table(task, ids, probs), out / "predictions" / "ensemble" / f"{task}-{split}.csv")
             if split == "dev":
                 labels = TaskSplit.load(split_path(prepared_dir, task, "dev")).labels.numpy()
-                dev_scores[task] = task_score(task, _decide(task, probs), labels)
+                dev_scores[task] = task_score(task, decide(task, probs), labels)
     dev = {METRIC_KEYS[t]: round(dev_scores[t], 4) for t in STUDY_TASKS}
     dev["overall"] = round(overall(dev_scores["sst"], dev_scores["quora"], dev_scores["sts"]), 4)
     metrics = {"dev": dev, "members": members}
@@ -169,8 +153,8 @@ def analysis_markdown(phase: str, dev: dict[str, tuple[TaskSplit, torch.Tensor]]
             lines += [f"| {labels[i]:.1f} | {predictions[i]:.2f} | {_cell(data.texts[i][0])} | {_cell(data.texts[i][1])} |" for i in order]
         else:
             wrong = np.flatnonzero(predictions != labels.astype(np.int64))
-            order = wrong[np.argsort(-confidence(task, raw)[wrong], kind="stable")][:top]
             conf = confidence(task, raw)
+            order = wrong[np.argsort(-conf[wrong], kind="stable")][:top]
             header = "| gold | predicted | confidence | " + " | ".join(TASKS[task].text_columns) + " |"
             lines += [header, "|" + "---|" * (3 + len(data.texts[0]))]
             lines += [

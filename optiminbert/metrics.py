@@ -21,15 +21,32 @@ def to_predictions(task: str, raw: torch.Tensor) -> np.ndarray:
     return raw.float().numpy()
 
 
+def probabilities(task: str, raw: torch.Tensor) -> np.ndarray:
+    """Class probabilities (sentiment), the paraphrase probability, or the STS score itself:
+    what prediction files hold and an ensemble averages."""
+    kind = TASKS[task].kind
+    if kind == "classification":
+        return raw.float().softmax(-1).numpy()
+    if kind == "binary":
+        return raw.float().sigmoid().numpy()
+    return raw.float().numpy()
+
+
+def decide(task: str, probs: np.ndarray) -> np.ndarray:
+    """``to_predictions`` for what ``probabilities`` returns (e.g. an ensemble's mean)."""
+    kind = TASKS[task].kind
+    if kind == "classification":
+        return probs.argmax(-1)
+    return (probs > 0.5).astype(np.int64) if kind == "binary" else probs
+
+
 def confidence(task: str, raw: torch.Tensor) -> np.ndarray:
     """How sure the model is of its prediction (for 'most confident errors')."""
     kind = TASKS[task].kind
-    if kind == "classification":
-        return raw.float().softmax(-1).max(-1).values.numpy()
-    if kind == "binary":
-        p = raw.float().sigmoid()
-        return torch.maximum(p, 1 - p).numpy()
-    return np.ones(len(raw))
+    if kind == "regression":
+        return np.ones(len(raw))
+    probs = probabilities(task, raw)
+    return probs.max(-1) if kind == "classification" else np.maximum(probs, 1 - probs)
 
 
 def task_score(task: str, predictions: np.ndarray, labels: np.ndarray) -> float:

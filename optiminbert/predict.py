@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from optiminbert.batching import TokenizedTexts
 from optiminbert.data import TASKS, clean_text
 from optiminbert.errors import UserError
-from optiminbert.metrics import to_predictions
+from optiminbert.metrics import probabilities, to_predictions
 from optiminbert.phases import load_run, runtime_for
 from optiminbert.prepared import TaskSplit
 from optiminbert.tokenizer import load_tokenizer
@@ -57,11 +56,10 @@ def predict_texts(run_dir: str | Path, task: str, ids: list[str], texts: list[tu
     out = pd.DataFrame({"id": ids, "prediction": to_predictions(task, raw)})
     kind = TASKS[task].kind
     if kind == "classification":
-        probs = raw.softmax(-1)
         out["label"] = [SENTIMENT_NAMES[task][i] for i in out["prediction"]]
-        out["probability"] = probs.max(-1).values.numpy().round(4)
+        out["probability"] = probabilities(task, raw).max(-1).round(4)
     elif kind == "binary":
-        out["probability"] = torch.sigmoid(raw).numpy().round(4)
+        out["probability"] = probabilities(task, raw).round(4)
     else:
         out["prediction"] = out["prediction"].round(4)
     return out

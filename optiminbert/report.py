@@ -24,6 +24,10 @@ def _load(metrics_dir: Path, name: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
+def _ours_row(title: str, dev: dict) -> list[str]:
+    return [title, "ours", *(f"{dev[k]:.3f}" for k in ("sst_acc", "para_acc", "sts_pearson", "overall"))]
+
+
 def build_tables(metrics_dir: Path) -> list[tuple[str, list[str], list[list[str]]]]:
     tables = []
     baseline = _load(metrics_dir, "baseline")
@@ -40,13 +44,10 @@ def build_tables(metrics_dir: Path) -> list[tuple[str, list[str], list[list[str]
         paper = PAPER_PHASES[phase]
         rows.append([title, "paper", *(f"{x:.3f}" for x in paper), f"{overall(*paper):.3f}"])
         if ours:
-            d = ours["dev"]
-            rows.append([title, "ours", f"{d['sst_acc']:.3f}", f"{d['para_acc']:.3f}", f"{d['sts_pearson']:.3f}", f"{d['overall']:.3f}"])
+            rows.append(_ours_row(title, ours["dev"]))
     ensemble = _load(metrics_dir, "ensemble")
     if ensemble:
-        d = ensemble["dev"]
-        title = f"{ENSEMBLE_TITLE}: mean of {', '.join(ensemble['members'])}"
-        rows.append([title, "ours", f"{d['sst_acc']:.3f}", f"{d['para_acc']:.3f}", f"{d['sts_pearson']:.3f}", f"{d['overall']:.3f}"])
+        rows.append(_ours_row(f"{ENSEMBLE_TITLE}: mean of {', '.join(ensemble['members'])}", ensemble["dev"]))
     tables.append(("Table 2: dev results per phase", ["phase", "source", "SST acc", "para acc", "STS r", "overall"], rows))
     test_rows = [
         [PHASE_TITLES[phase], "written", "written", "written", "labels withheld"]
