@@ -21,14 +21,14 @@ from optiminbert.data import TASKS
 from optiminbert.phases import STUDY_TASKS, build_model, runtime_for
 from optiminbert.pipeline import PREPARED
 from optiminbert.prepared import TaskSplit, split_path
-from optiminbert.runtime import autocast
+from optiminbert.runtime import adamw, autocast
 from optiminbert.surgery import make_strategy
 
 
 def time_strategy(name: str, p: dict, batches: list[dict], runtime) -> float:
     torch.manual_seed(p["seed"])
     model = build_model(p, list(STUDY_TASKS), "siamese", frozen=False).to(runtime.device).train()
-    optimizer = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=p["lr"])
+    optimizer = adamw([q for q in model.parameters() if q.requires_grad], lr=p["lr"])
     strategy = make_strategy(name, p["seed"])
     losses = {t: loss_for(TASKS[t].kind, "siamese") for t in STUDY_TASKS}
     shared, own = model.shared_parameters(), {t: model.task_parameters(t) for t in STUDY_TASKS}
@@ -42,6 +42,8 @@ def time_strategy(name: str, p: dict, batches: list[dict], runtime) -> float:
         optimizer.zero_grad(set_to_none=True)
         strategy.backward(step_losses, shared, own)
         optimizer.step()
+        if runtime.device.type == "cuda":
+            torch.cuda.synchronize()
         seconds.append(time.perf_counter() - started)
     return sum(seconds[2:]) / len(seconds[2:])  # the first steps warm up allocators
 

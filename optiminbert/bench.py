@@ -41,7 +41,7 @@ from optiminbert.atomic import write_text_atomic
 from optiminbert.batching import length_bucketed_batches, pad
 from optiminbert.checkpoints import resolve_checkpoint
 from optiminbert.model import BertConfig, BertModel, ours_to_hf
-from optiminbert.runtime import autocast, resolve_device, resolve_precision, set_threads
+from optiminbert.runtime import adamw, autocast, resolve_device, resolve_precision, set_threads
 from optiminbert.tokenizer import load_tokenizer
 
 RESULTS = Path("benchmarks/results")
@@ -73,6 +73,7 @@ class BenchConfig:
     matmul_reps: int = 5
     memory: bool = True
     padding: bool = True
+    compile: bool = False  # also time our encoder under torch.compile against itself in eager mode
     seed: int = 0
     note: str = ""  # free text for the report's header (e.g. what else ran on the machine)
     smoke: bool = False  # the --quick run: written to encoder_speed-<device>-quick.txt, never over the full one
@@ -126,7 +127,7 @@ def word_embedding(model: torch.nn.Module) -> torch.nn.Parameter:
 
 def make_optimizer(model: torch.nn.Module, lr: float, freeze_word_embeddings: bool) -> torch.optim.Optimizer:
     word_embedding(model).requires_grad_(not freeze_word_embeddings)
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    return adamw([p for p in model.parameters() if p.requires_grad], lr=lr)
 
 
 def training_step(model, optimizer, batch: dict, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
@@ -296,6 +297,40 @@ def summarise(seconds: dict[str, list[float]], tokens: int, flops: float) -> dic
         "ours_seconds": seconds["ours"],
         "hf_seconds": seconds["hf"],
     }
+
+
+def compile_speedup(
+    model: BertModel, config: BenchConfig, train_batches: list[dict], infer_batches: list[dict], device, dtype, advance
+) -> dict[str, Any]:
+    """Our encoder under ``torch.compile`` (dynamic shapes, as bucketed lengths vary) against
+    the same weights in eager mode: the compile time (first call, timed alone) and the
+    steady-state throughput ratio, for training and for inference. In the results, "ours" is
+    compiled and "hf" is eager, so ``ratio`` is the speed-up."""
+    import copy
+
+    eager, compiled = model, copy.deepcopy(model)
+    compiled.compile(dynamic=True)
+    optimizers = {id(m): make_optimizer(m, config.lr, config.freeze_word_embeddings) for m in (eager, compiled)}
+    out: dict[str, Any] = {}
+    for kind, batches, reps in (("train", train_batches, config.train_reps), ("infer", infer_batches, config.infer_reps)):
+        for m in (eager, compiled):
+            m.train(kind == "train")
+
+        def run_all(m):
+            if kind == "train":
+                return lambda: [training_step(m, optimizers[id(m)], b, device, dtype) for b in batches]
+            return lambda: [inference_step(m, b, device, dtype) for b in batches]
+
+        _sync(device)
+        started = time.perf_counter()
+        run_all(compiled)()  # compiles (training and inference are separate graphs)
+        _sync(device)
+        first = time.perf_counter() - started
+        lengths = real_lengths(batches)
+        flops = encoder_flops(model.config, lengths, kind == "train")
+        out[kind] = {**summarise(interleaved(run_all(compiled), run_all(eager), reps, device, advance), int(lengths.sum()), flops),
+                     "first_call_s": first}
+    return out
 
 
 # -- memory, one model per fresh process -------------------------------------------------------
@@ -519,7 +554,17 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
             seconds = interleaved(infer_all(ours), infer_all(hf), config.infer_reps, device, lambda: progress.advance(step))
             results["infer"][label] = summarise(seconds, int(infer_lengths.sum()), encoder_flops(enc, infer_lengths, False))
             progress.remove_task(step)
-        del ours, hf, optimizers
+        del hf, optimizers
+
+        if config.compile:
+            step = progress.add_task(
+                f"torch.compile vs eager, {name(main_dtype)}", total=2 * (config.train_reps + config.infer_reps + 2)
+            )
+            results["compile"] = compile_speedup(
+                ours, config, train_dev, infer_dev, device, main_dtype, lambda: progress.advance(step)
+            )
+            progress.remove_task(step)
+        del ours
 
         # Peak memory, each model alone in a fresh process.
         if config.memory:
@@ -612,6 +657,15 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
             if spec:
                 line += f", {r['ours_flops_per_s'] / spec:.1%} of the {_fmt_rate(spec)}FLOP/s spec-sheet dense bf16 peak"
             lines += [line, ""]
+    if "compile" in results:
+        lines += [f"torch.compile (dynamic shapes) of our encoder vs the same weights eager, {main_label}, same batches, ABBA medians"]
+        for kind, title in (("train", "training"), ("infer", "inference")):
+            r = results["compile"][kind]
+            lines.append(
+                f"  {title:<10} compiled/eager {r['ratio']:.2f}x ({r['paired_ratio_min']:.2f}-{r['paired_ratio_max']:.2f}), "
+                f"{r['ours_tokens_per_s']:,.0f} vs {r['hf_tokens_per_s']:,.0f} tok/s; first call (compiling) {r['first_call_s']:.1f} s"
+            )
+        lines.append("")
     lines += [
         "FLOPs: training = 6 N T + 12 L h sum(s^2), inference = 2 N T + 4 L h sum(s^2), over real tokens only:",
         "  N transformer-layer params, T real tokens, s each sequence's real length, L layers, width h;",
@@ -665,6 +719,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (missing: defaults)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for encoder_speed-<device>.txt")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile against eager (compiles take minutes on a CPU)")
     parser.add_argument("--note", default="", help="a line for the report's header, e.g. what else ran")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -674,7 +729,7 @@ def main(argv: list[str] | None = None) -> None:
     from optiminbert import params
 
     overrides = {
-        k: v for k, v in (("checkpoint", args.checkpoint), ("data", args.data), ("device", args.device), ("note", args.note)) if v
+        k: v for k, v in (("checkpoint", args.checkpoint), ("data", args.data), ("device", args.device), ("note", args.note), ("compile", args.compile)) if v
     }
     p = params.resolve(params.load(args.params), "prepare")
     run(BenchConfig.from_params(p, quick=args.quick, **overrides), args.results)

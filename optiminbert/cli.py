@@ -59,6 +59,7 @@ def train(
     checkpoint: Optional[str] = typer.Option(None, help="'default' or a Hugging Face BERT directory"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
     precision: Optional[str] = typer.Option(None, help="auto | bf16 | fp32"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the encoder (pays on a GPU)"),
     resume: bool = typer.Option(
         False, "--resume", help="continue a run stopped by Ctrl-C or SIGTERM (same settings) instead of starting over"
     ),
@@ -71,6 +72,7 @@ def train(
     overrides = dict(
         lr=lr, head_lr=head_lr, epochs=epochs, batch_size=batch_size, dropout=dropout, seed=seed,
         surgery=surgery, contrastive=contrastive, pooling=pooling, checkpoint=checkpoint, device=device, precision=precision,
+        compile=compile,
     )
     phase = phase.replace("-", "_")
     if phase == "baseline":
@@ -133,11 +135,12 @@ def bench(
     checkpoint: Optional[str] = typer.Option(None, help="'default' or a Hugging Face BERT directory"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
     results: Path = typer.Option(Path("benchmarks/results"), help="folder for encoder_speed-<device>.txt"),
+    compile: bool = typer.Option(False, "--compile", help="also time torch.compile against eager (minutes on a CPU)"),
 ):
     """Our encoder vs transformers.BertModel on the same weights and batches: speed, memory, padding."""
     from optiminbert.bench import BenchConfig, run
 
-    overrides = {k: v for k, v in (("checkpoint", checkpoint), ("device", device)) if v}
+    overrides = {k: v for k, v in (("checkpoint", checkpoint), ("device", device), ("compile", compile)) if v}
     p = params_file.resolve(params_file.load(params), "prepare")
     run(BenchConfig.from_params(p, quick=quick, **overrides), results)
 

@@ -64,10 +64,6 @@ class PositivePairs:
     def __len__(self) -> int:
         return len(self.keys)
 
-    @property
-    def lengths(self) -> torch.Tensor:
-        return self.columns[0].lengths + self.columns[1].lengths
-
     def shuffled_batches(self, batch_size: int, generator: torch.Generator, pairs: str = "siamese") -> list[torch.Tensor]:
         return no_duplicate_batches(self.keys, batch_size, generator)
 

@@ -100,10 +100,9 @@ class FeatureSplit:
         return torch.ones(len(self.features), dtype=torch.long)
 
     def padded_lengths(self, pairs: str) -> torch.Tensor:
-        return self.lengths
+        return self.lengths  # all equal: bucketing leaves the shuffled order as it is
 
-    def shuffled_batches(self, batch_size: int, generator: torch.Generator, pairs: str) -> list[torch.Tensor]:
-        return length_bucketed_batches(self.lengths, batch_size, generator)
+    shuffled_batches = TaskSplit.shuffled_batches
 
     def batch(self, indices: torch.Tensor, pairs: str, max_length: int) -> dict[str, torch.Tensor]:
         batch = {"features": self.features[indices]}

@@ -20,7 +20,7 @@ from optiminbert.metrics import selection_score, task_score, to_predictions
 from optiminbert.multitask import MultitaskBert
 from optiminbert.resume import Interrupted, ResumeFile, StopRequest, rng_state, set_rng_state
 from optiminbert.roundrobin import RoundRobin
-from optiminbert.runtime import autocast
+from optiminbert.runtime import adamw, autocast
 from optiminbert.surgery import GradientStrategy
 
 
@@ -42,6 +42,7 @@ class TrainConfig:
     max_length: int = 128
     eval_batch_size: int = 128
     steps_per_epoch: int = 0  # 0: one pass over the largest task; else this many round-robin steps
+    compile: bool = False  # torch.compile the encoder (dynamic shapes: bucketed batch lengths vary)
 
     def __post_init__(self):
         if self.steps_per_epoch < 0:
@@ -136,15 +137,15 @@ def fit(
     SIGTERM saves the state there and raises ``Interrupted``; every finished epoch, and the
     finished run, are saved there too (callers clear it once the run's outputs are written)."""
     model.to(runtime.device).train()
+    if cfg.compile:
+        model.encoder.compile(dynamic=True)  # in place: parameter names and saved keys stay the same
     params = [p for p in model.parameters() if p.requires_grad]
     heads = {id(p) for task in train for p in model.task_parameters(task)}
     body = [p for p in params if id(p) not in heads]
     # Heads start from scratch and take few steps: they may learn faster than the pretrained body.
     # With a frozen encoder the heads are all there is, and they train at lr.
     groups = [{"params": body, "lr": cfg.lr}, {"params": [p for p in params if id(p) in heads], "lr": (cfg.head_lr or cfg.lr) if body else cfg.lr}]
-    optimizer = torch.optim.AdamW(
-        [g for g in groups if g["params"]], betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
-    )
+    optimizer = adamw([g for g in groups if g["params"]], betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
     orders = {task: partial(split.shuffled_batches, cfg.batch_size, pairs=model.pairs) for task, split in train.items()}
     schedule = RoundRobin(
         orders, {t: math.ceil(len(s) / cfg.batch_size) for t, s in train.items()}, cfg.seed, cfg.steps_per_epoch or None
@@ -172,13 +173,13 @@ def fit(
         history, best, best_state, global_step = saved["history"], saved["best"], saved["best_state"], saved["global_step"]
         start_epoch, done, tally = saved["epoch"], saved["step"], saved["tally"]
 
-    def save(epoch: int, step: int, **extra) -> None:
+    def save(epoch: int, step: int) -> None:
         resume.save(
             {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "schedule": schedule.state_dict(), "strategy": strategy.state_dict(), "rng": rng_state(),
                 "history": history, "best": best, "best_state": best_state, "global_step": global_step,
-                "epoch": epoch, "step": step, "tally": tally, **extra,
+                "epoch": epoch, "step": step, "tally": tally,
             }
         )
 

@@ -308,6 +308,19 @@ def test_finetune_changes_the_encoder(trainer, tiny_checkpoint: Path, freeze_wor
     assert unchanged == []
 
 
+def test_compiled_training_saves_the_eager_layout(trainer, finetuned: Run, tiny_checkpoint: Path) -> None:
+    """compile=True compiles the encoder in place: the run trains, and its saved encoder and heads
+    have exactly the eager run's keys and shapes (no torch.compile wrapper names leak into them)."""
+    run = trainer("finetune-compiled", ["sst"], compile=True)
+    checkpoint, eager, compiled = (
+        encoder_weights(d) for d in (tiny_checkpoint, finetuned.dir / "encoder", run.dir / "encoder")
+    )
+    assert {k: v.shape for k, v in compiled.items()} == {k: v.shape for k, v in eager.items()}
+    assert all(torch.isfinite(v).all() for v in compiled.values())
+    assert not torch.equal(compiled["encoder.layer.0.output.dense.weight"], checkpoint["encoder.layer.0.output.dense.weight"])
+    assert load_file(run.dir / "heads.safetensors").keys() == load_file(finetuned.dir / "heads.safetensors").keys()
+
+
 def test_same_seed_same_history_other_seed_differs(trainer, finetuned: Run) -> None:
     again = trainer("finetune-again", ["sst"])
     assert outcome(again.history) == outcome(finetuned.history)
