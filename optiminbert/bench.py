@@ -36,11 +36,12 @@ from typing import Any, Callable
 
 import torch
 
-from optiminbert import data
+from optiminbert import data, phases
 from optiminbert.atomic import write_text_atomic
 from optiminbert.batching import length_bucketed_batches, pad
 from optiminbert.checkpoints import resolve_checkpoint
 from optiminbert.model import BertConfig, BertModel, ours_to_hf
+from optiminbert.phases import BASELINE_TASKS, PHASES, STUDY_TASKS
 from optiminbert.runtime import adamw, autocast, resolve_device, resolve_precision, set_threads
 from optiminbert.tokenizer import load_tokenizer
 
@@ -74,6 +75,9 @@ class BenchConfig:
     memory: bool = True
     padding: bool = True
     compile: bool = False  # also time our encoder under torch.compile against itself in eager mode
+    phase_steps: int = 20  # each phase's real training loop for this many steps (0: skip)
+    prepared: str = "data/prepared"  # the prepared data those runs train on
+    params: dict[str, Any] = field(default_factory=dict)  # params.yaml as loaded: the phases' sections
     seed: int = 0
     note: str = ""  # free text for the report's header (e.g. what else ran on the machine)
     smoke: bool = False  # the --quick run: written to encoder_speed-<device>-quick.txt, never over the full one
@@ -95,7 +99,8 @@ class BenchConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> "BenchConfig":
         settings = dict(
-            smoke=True, fp32_too=False, train_batches=2, train_reps=2, infer_batches=1, infer_reps=2, matmul_reps=3
+            smoke=True, fp32_too=False, train_batches=2, train_reps=2, infer_batches=1, infer_reps=2, matmul_reps=3,
+            phase_steps=0,
         )
         settings.update(overrides)
         return cls(**settings)
@@ -331,6 +336,43 @@ def compile_speedup(
         out[kind] = {**summarise(interleaved(run_all(compiled), run_all(eager), reps, device, advance), int(lengths.sum()), flops),
                      "first_call_s": first}
     return out
+
+
+# -- each phase's real training loop ----------------------------------------------------------
+
+# The pipeline's training runs that take optimizer steps on the encoder (the frozen *pretrain*
+# runs cost one features pass, not steps): (name, phase, task).
+PHASE_RUNS = [
+    *((f"baseline-{t}-finetune", "baseline", t) for t in BASELINE_TASKS),
+    *((phase, phase, None) for phase, spec in PHASES.items() if spec.joint),
+    *((f"specialist-{t}", "specialist", t) for t in STUDY_TASKS),
+]
+
+
+def time_run(loaded: dict, phase: str, task: str | None, steps: int, prepared_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """One pipeline training run through its real code path, ``phases.train_run`` (its model,
+    losses, gradient strategy and length-bucketed batches of the prepared train data), for
+    ``steps`` round-robin steps from a fresh model, saved to a temporary folder. Returns the
+    training loop's own timing: seconds and examples per second (dev scoring and saving,
+    which follow the steps, are not counted)."""
+    from optiminbert import pipeline
+
+    p = {**pipeline.run_params(loaded, phase, task), **overrides, "epochs": 1, "steps_per_epoch": steps}
+    tasks = [task] if task else list(STUDY_TASKS)
+    pairs = "cross" if phase == "baseline" else PHASES[phase].pairs
+    with tempfile.TemporaryDirectory() as out:
+        history = phases.train_run(p, tasks, pairs, prepared_dir, Path(out), f"bench {phase} {task or ''}".strip())
+    seconds = history[0]["train_seconds"]
+    return {"steps": steps, "seconds": seconds, "ms_per_step": 1000 * seconds / steps,
+            "examples_per_second": history[0]["examples_per_second"], "batch_size": p["batch_size"]}
+
+
+def phase_throughput(config: BenchConfig) -> dict[str, dict[str, Any]]:
+    overrides = {"checkpoint": config.checkpoint, "device": config.device, "precision": config.precision}
+    return {
+        name: time_run(config.params, phase, task, config.phase_steps, Path(config.prepared), **overrides)
+        for name, phase, task in PHASE_RUNS
+    }
 
 
 # -- memory, one model per fresh process -------------------------------------------------------
@@ -585,6 +627,13 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
                 progress.advance(step)
             progress.remove_task(step)
 
+    # Outside the progress display above: the training loop shows its own.
+    if config.phase_steps:
+        if (Path(config.prepared) / "sst-train.pt").is_file():
+            results["phases"] = phase_throughput(config)
+        else:
+            results["phases_skipped"] = f"no prepared data in {config.prepared}: run `optiminbert prepare` first"
+
     info["load_average_end"] = load_average()
     info["wall_s"] = time.perf_counter() - started
     results["model"] = {
@@ -672,6 +721,18 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
         "  'of peak' = our achieved FLOP/s / the measured matmul peak of the same precision.",
         "",
     ]
+    if "phases" in results:
+        lines += [
+            f"Each phase's training loop on the real prepared data: {config.phase_steps} steps from a fresh model, through",
+            "  phases.train_run as the pipeline runs it (model, losses, gradient strategy, bucketed batches); one step =",
+            "  one batch of every task; examples = sentences or pairs; the first steps (warm-up) included",
+            f"  {'run':<26}{'batch':>6}{'ms/step':>10}{'examples/s':>12}",
+        ]
+        for run_name, r in results["phases"].items():
+            lines.append(f"  {run_name:<26}{r['batch_size']:>6}{r['ms_per_step']:>10,.0f}{r['examples_per_second']:>12,.1f}")
+        lines.append("")
+    elif "phases_skipped" in results:
+        lines += [f"Each phase's training loop: skipped ({results['phases_skipped']})", ""]
     if "memory" in results:
         mem = results["memory"]
         method = mem["ours"]["method"]
@@ -731,8 +792,9 @@ def main(argv: list[str] | None = None) -> None:
     overrides = {
         k: v for k, v in (("checkpoint", args.checkpoint), ("data", args.data), ("device", args.device), ("note", args.note), ("compile", args.compile)) if v
     }
-    p = params.resolve(params.load(args.params), "prepare")
-    run(BenchConfig.from_params(p, quick=args.quick, **overrides), args.results)
+    loaded = params.load(args.params)
+    p = params.resolve(loaded, "prepare")
+    run(BenchConfig.from_params(p, quick=args.quick, params=loaded, **overrides), args.results)
 
 
 if __name__ == "__main__":

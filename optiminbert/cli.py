@@ -141,8 +141,8 @@ def bench(
     from optiminbert.bench import BenchConfig, run
 
     overrides = {k: v for k, v in (("checkpoint", checkpoint), ("device", device), ("compile", compile)) if v}
-    p = params_file.resolve(params_file.load(params), "prepare")
-    run(BenchConfig.from_params(p, quick=quick, **overrides), results)
+    loaded = params_file.load(params)
+    run(BenchConfig.from_params(params_file.resolve(loaded, "prepare"), quick=quick, params=loaded, **overrides), results)
 
 
 def main() -> None:

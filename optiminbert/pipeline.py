@@ -43,12 +43,20 @@ def _resume_path(name: str) -> Path:
     return RESUME / f"{name}.pt"
 
 
+def run_params(params: dict, phase: str, task: str | None = None, mode: str = "finetune") -> dict[str, Any]:
+    """One training run's settings: the shared values, then its phase's sections in order
+    (a joint phase has no task; a baseline or specialist run adds its task's section)."""
+    if phase == "baseline":
+        return resolve(params, "baseline", f"baseline.{mode}", f"baseline.{task}")
+    return resolve(params, phase) if task is None else resolve(params, phase, f"{phase}.{task}")
+
+
 def train_baseline(
     params: dict, task: str, mode: str, overrides: dict | None = None, resume: bool = False
 ) -> list[dict]:
     _check("task", task, phases.BASELINE_TASKS)
     _check("mode", mode, phases.BASELINE_MODES)
-    p = _with(resolve(params, "baseline", f"baseline.{mode}", f"baseline.{task}"), overrides or {})
+    p = _with(run_params(params, "baseline", task, mode), overrides or {})
     name = f"baseline-{task}-{mode}"
     history = phases.train_run(
         p, [task], "cross", PREPARED, MODELS / "baseline" / f"{task}-{mode}", name,
@@ -67,7 +75,7 @@ def train_phase(
     _check("phase", phase, ("baseline", *phases.PHASES))
     spec = phases.PHASES[phase]
     if spec.joint:
-        p = _with(resolve(params, phase), overrides or {})
+        p = _with(run_params(params, phase), overrides or {})
         history = phases.train_run(
             p, list(phases.STUDY_TASKS), spec.pairs, PREPARED, MODELS / phase, phase,
             resume_path=_resume_path(phase), resume=resume,
@@ -80,7 +88,7 @@ def train_phase(
     tasks = tasks or list(phases.STUDY_TASKS)
     for task in tasks:
         _check("task", task, phases.STUDY_TASKS)
-        p = _with(resolve(params, phase, f"{phase}.{task}"), overrides or {})
+        p = _with(run_params(params, phase, task), overrides or {})
         if p.get("match_multitask_steps") and not p["steps_per_epoch"]:
             train_sizes = train_sizes or {
                 t: len(prepared.TaskSplit.load(prepared.split_path(PREPARED, t, "train"))) for t in phases.STUDY_TASKS

@@ -141,10 +141,11 @@ def test_bucketing_pads_far_less_than_random_batches() -> None:
     assert pairs["siamese"]["bucketed"] < pairs["siamese"]["random"]
 
 
-def test_quick_run_end_to_end(tiny_checkpoint: Path, tiny_data: Path, tmp_path: Path, capsys) -> None:
+def test_quick_run_end_to_end(tiny_checkpoint: Path, tiny_data: Path, tiny_prepared: Path, tmp_path: Path, capsys) -> None:
     config = bench.BenchConfig.quick(
         checkpoint=str(tiny_checkpoint), data=str(tiny_data), device="cpu", fp32_too=True,
         batch_size=8, eval_batch_size=16, matmul_size=128, train_reps=1, infer_reps=1,
+        phase_steps=2, prepared=str(tiny_prepared), params={"batch_size": 8, "eval_batch_size": 16, "max_length": 32},
     )
     results = bench.run(config, tmp_path / "results")
     labels = list(results["train"])
@@ -161,12 +162,20 @@ def test_quick_run_end_to_end(tiny_checkpoint: Path, tiny_data: Path, tmp_path: 
     assert set(results["padding"]) == {"sst", "cfimdb", "quora", "sts"}
     assert all(0 <= v < 1 for layouts in results["padding"].values() for r in layouts.values() for v in r.values())
 
+    # Every pipeline run that takes encoder steps went through the real training loop.
+    assert list(results["phases"]) == [name for name, _, _ in bench.PHASE_RUNS]
+    assert {"mtl", "mtl_embed", "specialist-sts", "baseline-cfimdb-finetune"} <= set(results["phases"])
+    # (the loop reports whole tenths of a second, so a tiny run's time may round to 0)
+    assert all(r["steps"] == 2 and r["ms_per_step"] >= 0 and r["examples_per_second"] > 0 for r in results["phases"].values())
+
     written = (tmp_path / "results" / "encoder_speed-cpu-quick.txt").read_text()
     assert written == results["text"] and written in capsys.readouterr().out
     assert results["machine"]["torch"] in written and results["machine"]["cpu"] in written
     assert "ours/HF" in written and "Peak memory" in written and "method:" in written
+    assert "Each phase's training loop" in written and "specialist-quora" in written
 
 
 def test_quick_and_full_configs_differ() -> None:
     assert bench.BenchConfig().smoke is False and bench.BenchConfig.quick().smoke is True
+    assert bench.BenchConfig().phase_steps > 0 == bench.BenchConfig.quick().phase_steps
     assert bench.BenchConfig.quick().train_reps < bench.BenchConfig().train_reps
