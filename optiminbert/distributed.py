@@ -57,19 +57,37 @@ def shard(indices: torch.Tensor) -> tuple[torch.Tensor, float]:
     return mine, len(mine) / len(indices)
 
 
-def all_reduce_gradients(params: list[torch.nn.Parameter]) -> None:
-    """Sum every parameter's gradient over the ranks (a missing one counts as zero), in one
-    flat all-reduce."""
-    if not active():
-        return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1).float() for g in grads])
-    dist.all_reduce(flat)
+def flatten_grads(grads, params: list[torch.nn.Parameter], out: torch.Tensor | None = None) -> torch.Tensor:
+    """Gradients as one fp32 vector in ``params`` order, a missing one as zeros (written into
+    ``out`` if given): what one all-reduce, or PCGrad's dot products, work on."""
+    if out is None:
+        out = torch.zeros(sum(p.numel() for p in params), device=params[0].device)
+    offset = 0
+    for g, p in zip(grads, params):
+        n = p.numel()
+        if g is not None:
+            out[offset : offset + n].copy_(g.reshape(-1))
+        offset += n
+    return out
+
+
+def set_grads(params: list[torch.nn.Parameter], flat: torch.Tensor) -> None:
+    """Each parameter's ``.grad`` from its slice of a vector laid out as ``flatten_grads``'s."""
     offset = 0
     for p in params:
         n = p.numel()
         p.grad = flat[offset : offset + n].view_as(p).to(p.dtype)
         offset += n
+
+
+def all_reduce_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Sum every parameter's gradient over the ranks (a missing one counts as zero), in one
+    flat all-reduce."""
+    if not active():
+        return
+    flat = flatten_grads([p.grad for p in params], params)
+    dist.all_reduce(flat)
+    set_grads(params, flat)
 
 
 def all_reduce_(tensor: torch.Tensor) -> torch.Tensor:

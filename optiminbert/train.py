@@ -214,11 +214,12 @@ def fit(
                     batch = runtime.to_device(train[task].batch(idx, model.pairs, cfg.max_length))
                     with autocast(runtime.device, runtime.dtype):
                         loss = losses[task](model(task, batch), batch["labels"])
-                    if not torch.isfinite(loss):
+                    value = loss.item()  # one device sync per task and step
+                    if not math.isfinite(value):
                         kept = f"; the state after epoch {epoch - 1} is kept in {resume.path}" if resume and history else ""
-                        raise UserError(f"{label}: {task} loss became {loss.item()} at epoch {epoch} step {step}; lower lr{kept}")
-                    sums[task] += loss.item()
-                    window[task] += loss.item()
+                        raise UserError(f"{label}: {task} loss became {value} at epoch {epoch} step {step}; lower lr{kept}")
+                    sums[task] += value
+                    window[task] += value
                     step_losses[task] = loss * share
                 optimizer.zero_grad(set_to_none=True)
                 strategy.backward(step_losses, shared, task_params)
