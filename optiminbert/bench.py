@@ -12,11 +12,13 @@ length-bucketed, dynamically padded batches training uses, and times both models
   step achieves as a fraction of it (the formula is in ``encoder_flops``);
 - the peak memory of one model's training, each model in a fresh subprocess;
 - the padding fraction of ``length_bucketed_batches`` against plain random batches on every
-  task's real training lengths.
+  task's real training lengths;
+- with ``--compile``, our encoder under ``torch.compile`` against itself in eager mode;
+- each pipeline run's own training loop on the prepared data (``time_run``).
 
 The same text is printed and written to ``benchmarks/results/encoder_speed-<device>.txt``
-(``-quick.txt`` for the smoke run).
-``python benchmarks/encoder_speed.py [--quick]`` and ``optiminbert bench`` call ``run``.
+(``-quick.txt`` for the smoke run). ``optiminbert bench`` (``cli.py``) calls ``run``, and
+``python benchmarks/encoder_speed.py`` runs that same command.
 """
 
 from __future__ import annotations
@@ -150,6 +152,15 @@ def training_step(model, optimizer, batch: dict, device: torch.device, dtype: to
 def inference_step(model, batch: dict, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
     with autocast(device, dtype):
         return model(**batch).last_hidden_state
+
+
+def training_pass(model, optimizer, batches: list[dict], device, dtype) -> Callable[[], list]:
+    """One timed repetition: a training step on each batch."""
+    return lambda: [training_step(model, optimizer, b, device, dtype) for b in batches]
+
+
+def inference_pass(model, batches: list[dict], device, dtype) -> Callable[[], list]:
+    return lambda: [inference_step(model, b, device, dtype) for b in batches]
 
 
 # -- batches and FLOPs -----------------------------------------------------------------------
@@ -323,8 +334,8 @@ def compile_speedup(
 
         def run_all(m):
             if kind == "train":
-                return lambda: [training_step(m, optimizers[id(m)], b, device, dtype) for b in batches]
-            return lambda: [inference_step(m, b, device, dtype) for b in batches]
+                return training_pass(m, optimizers[id(m)], batches, device, dtype)
+            return inference_pass(m, batches, device, dtype)
 
         _sync(device)
         started = time.perf_counter()
@@ -445,7 +456,7 @@ def measure_memory(model: str, config: BenchConfig, device: torch.device, dtype,
             freeze_word_embeddings=config.freeze_word_embeddings,
         )
         done = subprocess.run(
-            [sys.executable, "-m", "optiminbert.bench", "--memory-child", json.dumps(spec)],
+            [sys.executable, "-m", "optiminbert.bench", json.dumps(spec)],
             capture_output=True, text=True, check=False,
         )
     if done.returncode != 0:
@@ -576,24 +587,20 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
             label = name(dtype)
             step = progress.add_task(f"training steps, {label}", total=2 * (config.train_reps + 1))
             ours.train(), hf.train()
-
-            def train_all(model, optimizer):
-                return lambda: [training_step(model, optimizer, b, device, dtype) for b in train_dev]
-
             seconds = interleaved(
-                train_all(ours, optimizers["ours"]), train_all(hf, optimizers["hf"]), config.train_reps, device,
-                lambda: progress.advance(step),
+                training_pass(ours, optimizers["ours"], train_dev, device, dtype),
+                training_pass(hf, optimizers["hf"], train_dev, device, dtype),
+                config.train_reps, device, lambda: progress.advance(step),
             )
             results["train"][label] = summarise(seconds, int(train_lengths.sum()), encoder_flops(enc, train_lengths, True))
             progress.remove_task(step)
 
             step = progress.add_task(f"inference, {label}", total=2 * (config.infer_reps + 1))
             ours.eval(), hf.eval()
-
-            def infer_all(model):
-                return lambda: [inference_step(model, b, device, dtype) for b in infer_dev]
-
-            seconds = interleaved(infer_all(ours), infer_all(hf), config.infer_reps, device, lambda: progress.advance(step))
+            seconds = interleaved(
+                inference_pass(ours, infer_dev, device, dtype), inference_pass(hf, infer_dev, device, dtype),
+                config.infer_reps, device, lambda: progress.advance(step),
+            )
             results["infer"][label] = summarise(seconds, int(infer_lengths.sum()), encoder_flops(enc, infer_lengths, False))
             progress.remove_task(step)
         del hf, optimizers
@@ -770,32 +777,5 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Our encoder vs transformers.BertModel: speed, memory, padding.")
-    parser.add_argument("--quick", action="store_true", help="a ~30 s smoke run: fewer repetitions, no fp32")
-    parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--data", default=None)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (missing: defaults)")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for encoder_speed-<device>.txt")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile against eager (compiles take minutes on a CPU)")
-    parser.add_argument("--note", default="", help="a line for the report's header, e.g. what else ran")
-    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.memory_child:
-        print(json.dumps(memory_child(json.loads(args.memory_child))))
-        return
-    from optiminbert import params
-
-    overrides = {
-        k: v for k, v in (("checkpoint", args.checkpoint), ("data", args.data), ("device", args.device), ("note", args.note), ("compile", args.compile)) if v
-    }
-    loaded = params.load(args.params)
-    p = params.resolve(loaded, "prepare")
-    run(BenchConfig.from_params(p, quick=args.quick, params=loaded, **overrides), args.results)
-
-
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # measure_memory's fresh process: python -m optiminbert.bench '<spec>'
+    print(json.dumps(memory_child(json.loads(sys.argv[1]))))

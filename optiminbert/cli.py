@@ -133,14 +133,18 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="a ~30 s smoke run: fewer repetitions, bf16/auto only"),
     params: Path = ParamsOption,
     checkpoint: Optional[str] = typer.Option(None, help="'default' or a Hugging Face BERT directory"),
+    data: Optional[str] = typer.Option(None, help="data directory of the CS224N files (default: params.yaml's)"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
     results: Path = typer.Option(Path("benchmarks/results"), help="folder for encoder_speed-<device>.txt"),
     compile: bool = typer.Option(False, "--compile", help="also time torch.compile against eager (minutes on a CPU)"),
+    note: str = typer.Option("", help="a line for the report's header, e.g. what else ran"),
 ):
-    """Our encoder vs transformers.BertModel on the same weights and batches: speed, memory, padding."""
+    """Our encoder vs transformers.BertModel on the same weights and batches: speed, memory,
+    padding, and each phase's training loop on the prepared data."""
     from optiminbert.bench import BenchConfig, run
 
-    overrides = {k: v for k, v in (("checkpoint", checkpoint), ("device", device), ("compile", compile)) if v}
+    chosen = (("checkpoint", checkpoint), ("data", data), ("device", device), ("compile", compile), ("note", note))
+    overrides = {k: v for k, v in chosen if v}
     loaded = params_file.load(params)
     run(BenchConfig.from_params(params_file.resolve(loaded, "prepare"), quick=quick, params=loaded, **overrides), results)
 
