@@ -75,6 +75,30 @@ class BertOutput(NamedTuple):
     pooler_output: torch.Tensor
 
 
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout``, with CPU masks drawn as 16-bit random integers (p rounded to 1/65536).
+
+    On CPU, torch draws one Bernoulli sample per element; filling the same mask from 64-bit
+    random words is about 4x faster, and mask drawing was a fifth of a CPU training step
+    (measured with torch.profiler on the mtl phase). CUDA keeps torch's fused kernel."""
+    if not training or p == 0.0 or x.device.type != "cpu":
+        return F.dropout(x, p, training)
+    n = x.numel()
+    # Every 16-bit lane of a 64-bit word is uniform (the whole signed range is drawn).
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
+    keep = words.view(torch.int16)[:n].view(x.shape) >= round(p * 65536) - 32768
+    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))
+
+
+class Dropout(nn.Module):
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
 class Embeddings(nn.Module):
     """Token + position + segment embeddings, then LayerNorm and dropout."""
 
@@ -84,7 +108,7 @@ class Embeddings(nn.Module):
         self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.segment = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
@@ -107,9 +131,16 @@ class SelfAttention(nn.Module):
         q, k, v = (
             self.qkv(x).view(batch, length, 3, self.n_heads, width // self.n_heads).permute(2, 0, 3, 1, 4)
         )
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_bias, dropout_p=self.dropout_p if self.training else 0.0
-        )
+        if self.training and self.dropout_p and x.device.type == "cpu":
+            # SDPA applies dropout on CPU through its unfused math path anyway; spelled out here,
+            # the attention weights take the faster mask of dropout() above.
+            scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5 + attn_bias
+            # Softmax in the scores' precision (fp32 under autocast), the dropout in v's.
+            y = dropout(scores.softmax(dim=-1).to(v.dtype), self.dropout_p, True) @ v
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_bias, dropout_p=self.dropout_p if self.training else 0.0
+            )
         return self.out(y.transpose(1, 2).reshape(batch, length, width))
 
 
@@ -124,7 +155,7 @@ class TransformerLayer(nn.Module):
         self.ffn_out = nn.Linear(config.intermediate_size, config.hidden_size)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.act = _ACTIVATIONS[config.hidden_act]
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
         x = self.attention_norm(x + self.dropout(self.attention(x, attn_bias)))

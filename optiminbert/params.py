@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "warmup": 0.1,
     "grad_clip": 1.0,
     "freeze_word_embeddings": True,
+    "freeze_layers": 0,  # embeddings and the bottom N transformer layers get no gradient
     "compile": False,  # torch.compile the encoder for training (see the README: it pays on a GPU only)
     "surgery": "none",
     "pooling": "cls",

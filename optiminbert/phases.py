@@ -70,8 +70,19 @@ def build_model(p: dict[str, Any], tasks: list[str], pairs: str, frozen: bool) -
     if not 0 <= p["dropout"] < 1:
         raise UserError(f"param dropout must be in [0, 1), got {p['dropout']!r}")
     encoder = BertModel.from_pretrained(p["checkpoint"])
+    layers = p["freeze_layers"]
+    if isinstance(layers, bool) or not isinstance(layers, int) or not 0 <= layers <= encoder.config.num_hidden_layers:
+        raise UserError(
+            f"param freeze_layers must be an integer from 0 to {encoder.config.num_hidden_layers}, got {layers!r}"
+        )
     if frozen:
         encoder.requires_grad_(False)
+    elif layers:
+        # Nothing below the first trained layer needs a gradient, so backward stops there:
+        # each frozen layer saves its share of the backward pass, not just its Adam update.
+        encoder.embeddings.requires_grad_(False)
+        for layer in encoder.layers[:layers]:
+            layer.requires_grad_(False)
     elif p["freeze_word_embeddings"]:
         # The 30k-row table is half of a small encoder's weights and barely moves in a short
         # fine-tune; freezing it skips its dense gradient and Adam update (about 40% faster on CPU).

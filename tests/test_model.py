@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from optiminbert.checkpoints import default_checkpoint_dir, resolve_checkpoint
 from optiminbert.errors import UserError
-from optiminbert.model import BertConfig, BertModel
+from optiminbert.model import BertConfig, BertModel, SelfAttention, dropout
 from optiminbert.tokenizer import load_tokenizer
 
 ATOL = 1e-4
@@ -351,6 +351,32 @@ def test_eval_mode_is_deterministic_and_train_mode_is_not():
         first, second = model(**batch), model(**batch)
     assert torch.equal(first.last_hidden_state, second.last_hidden_state)
     assert torch.equal(first.pooler_output, second.pooler_output)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3])
+def test_cpu_dropout_drops_p_of_every_lane_and_rescales_the_rest(p):
+    """The mask is cut from 64-bit words, four 16-bit lanes each: every lane must drop p."""
+    torch.manual_seed(0)
+    x = torch.ones(400_000, requires_grad=True)
+    y = dropout(x, p, training=True)
+    dropped = (y == 0).view(-1, 4).float().mean(dim=0)
+    torch.testing.assert_close(dropped, torch.full((4,), p), atol=0.005, rtol=0)  # ~5 standard errors
+    assert torch.allclose(y[y != 0], torch.tensor(1 / (1 - p)))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient is the same mask and scale
+    assert torch.equal(dropout(x, p, training=False), x) and torch.equal(dropout(x, 0.0, training=True), x)
+
+
+def test_training_attention_path_matches_sdpa_without_drops():
+    """On CPU, training mode spells attention out to use our dropout; with a probability that
+    rounds to no drops it must equal the eval-mode SDPA path, padding bias included."""
+    torch.manual_seed(0)
+    attention = SelfAttention(BertConfig(**TINY, attention_probs_dropout_prob=1e-9))
+    x = torch.randn(2, 7, TINY["hidden_size"])
+    bias = torch.zeros(2, 1, 1, 7).masked_fill(torch.tensor([[False] * 7, [False] * 4 + [True] * 3])[:, None, None, :], torch.finfo(x.dtype).min)
+    with torch.no_grad():
+        trained, evaluated = attention.train()(x, bias), attention.eval()(x, bias)
+    torch.testing.assert_close(trained, evaluated, atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("pad_id", [0, 42])

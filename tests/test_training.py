@@ -308,6 +308,20 @@ def test_finetune_changes_the_encoder(trainer, tiny_checkpoint: Path, freeze_wor
     assert unchanged == []
 
 
+def test_frozen_layers_keep_their_weights_and_the_rest_trains(trainer, tiny_checkpoint: Path) -> None:
+    run = trainer("finetune-freeze-1", ["sst"], freeze_layers=1)
+    checkpoint, saved = encoder_weights(tiny_checkpoint), encoder_weights(run.dir / "encoder")
+    frozen = [k for k in checkpoint if k.startswith(("embeddings.", "encoder.layer.0."))]
+    assert frozen and all(torch.equal(checkpoint[k], saved[k]) for k in frozen)
+    assert all(not torch.equal(checkpoint[k], saved[k]) for k in checkpoint if k not in frozen)
+
+
+@pytest.mark.parametrize("layers", [-1, 3, 1.5])
+def test_freeze_layers_out_of_range_is_a_clear_error(trainer, layers) -> None:
+    with pytest.raises(UserError, match="freeze_layers must be an integer from 0 to 2"):
+        trainer(f"freeze-{layers}", ["sst"], freeze_layers=layers)
+
+
 def test_compiled_training_saves_the_eager_layout(trainer, finetuned: Run, tiny_checkpoint: Path) -> None:
     """compile=True compiles the encoder in place: the run trains, and its saved encoder and heads
     have exactly the eager run's keys and shapes (no torch.compile wrapper names leak into them)."""
