@@ -20,14 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     from optiminbert import params
     from optiminbert.bench import time_run
-    from optiminbert.pipeline import PREPARED
+    from optiminbert.pipeline import PREPARED, run_params
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
     loaded = params.load()
     ms = {s: time_run(loaded, "mtl_embed", None, args.steps, PREPARED, surgery=s)["ms_per_step"] for s in ("none", "pcgrad")}
-    p = params.resolve(loaded, "mtl_embed")
+    p = run_params(loaded, "mtl_embed")  # the settings time_run trained with
     print(f"mtl_embed, device {p['device']}, precision {p['precision']}, batch {p['batch_size']} per task, {args.steps} steps each")
     print(f"summed loss: {ms['none']:,.0f} ms/step")
     print(f"PCGrad:      {ms['pcgrad']:,.0f} ms/step")
