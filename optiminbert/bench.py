@@ -138,10 +138,12 @@ def make_optimizer(model: torch.nn.Module, lr: float, freeze_word_embeddings: bo
 
 
 def training_step(model, optimizer, batch: dict, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
-    """One fine-tuning step: forward under autocast, a scalar loss of both outputs, backward, AdamW."""
+    """One fine-tuning step: forward under autocast, a scalar loss of both outputs (the real
+    tokens' states: padded positions mean nothing, and ours skips them), backward, AdamW."""
     with autocast(device, dtype):
         out = model(**batch)
-        loss = out.last_hidden_state.float().pow(2).mean() + out.pooler_output.float().pow(2).mean()
+        real = batch["attention_mask"].bool()
+        loss = out.last_hidden_state[real].float().pow(2).mean() + out.pooler_output.float().pow(2).mean()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

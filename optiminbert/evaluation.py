@@ -13,7 +13,7 @@ from optiminbert.atomic import write_csv_atomic, write_json_atomic, write_text_a
 from optiminbert.data import TASKS
 from optiminbert.errors import UserError
 from optiminbert.metrics import METRIC_NAMES, confidence, decide, overall, probabilities, task_score, to_predictions
-from optiminbert.phases import BASELINE_MODES, BASELINE_TASKS, PHASES, STUDY_TASKS, load_run, runtime_for
+from optiminbert.phases import BASELINE_MODES, BASELINE_TASKS, PHASES, STUDY_TASKS, load_dev_outputs, load_run, runtime_for
 from optiminbert.prepared import TaskSplit, split_path
 from optiminbert.train import predict
 
@@ -37,12 +37,15 @@ def score_run(run_dir: Path, prepared_dir: Path, p: dict[str, Any]) -> dict[str,
     runtime = runtime_for(p)
     model.to(runtime.device)
     max_length = meta["params"]["max_length"]
+    trained_dev = load_dev_outputs(run_dir, meta, runtime)
     results = {}
     for task in meta["tasks"]:
         results[task] = {}
         for split in ("dev", "test"):
             data = TaskSplit.load(split_path(prepared_dir, task, split))
-            raw = predict(model, task, data, runtime, p["eval_batch_size"], max_length)
+            raw = trained_dev.get(task) if split == "dev" else None
+            if raw is None or len(raw) != len(data):
+                raw = predict(model, task, data, runtime, p["eval_batch_size"], max_length)
             results[task][split] = (data, raw)
     return results
 

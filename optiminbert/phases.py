@@ -26,7 +26,7 @@ from optiminbert.model import BertModel
 from optiminbert.multitask import MultitaskBert
 from optiminbert.prepared import FeatureSplit, TaskSplit, split_path
 from optiminbert.resume import ResumeFile, fingerprint
-from optiminbert.runtime import autocast, resolve_device, resolve_precision, seed_everything, set_threads
+from optiminbert.runtime import autocast, precision_name, resolve_device, resolve_precision, seed_everything, set_threads
 from optiminbert.surgery import SumLosses, make_strategy
 from optiminbert.train import Runtime, TrainConfig, fit
 
@@ -46,6 +46,7 @@ PHASES = {
     "mtl_embed": Phase("mtl_embed", "siamese", True, "multitask with the shared sentence-embedding layer"),
     "specialist": Phase("specialist", "siamese", False, "the embeddings architecture, one model per task"),
 }
+DEV_OUTPUTS = "dev_outputs.safetensors"
 BASELINE_TASKS = ("sst", "cfimdb")
 BASELINE_MODES = ("pretrain", "finetune")
 
@@ -168,14 +169,21 @@ def train_run(
         state = ResumeFile(Path(resume_path), fingerprint(p, tasks, pairs, frozen, sizes))
         if not resume:
             state.clear()
-    history = fit(model, train, dev, cfg, strategy, runtime, label, losses, state)
+    history, dev_outputs = fit(model, train, dev, cfg, strategy, runtime, label, losses, state)
     if distributed.is_main():
-        save_run(model, out_dir, {"tasks": tasks, "pairs": pairs, "frozen": frozen, "params": p, "history": history})
+        meta = {"tasks": tasks, "pairs": pairs, "frozen": frozen, "params": p, "history": history}
+        save_run(model, out_dir, meta, dev_outputs, runtime)
     return history
 
 
-def save_run(model: MultitaskBert, out_dir: str | Path, meta: dict[str, Any]) -> None:
+def save_run(
+    model: MultitaskBert, out_dir: str | Path, meta: dict[str, Any], dev_outputs: dict[str, torch.Tensor], runtime: Runtime
+) -> None:
+    """The encoder, the heads, the selected epoch's raw dev outputs (so evaluation need not
+    score dev again) and ``run.json``."""
     out_dir = Path(out_dir)
+    write_safetensors_atomic({t: v.contiguous() for t, v in dev_outputs.items()}, out_dir / DEV_OUTPUTS)
+    meta = {**meta, "dev_outputs_precision": precision_name(runtime.dtype)}
     model.encoder.save_pretrained(out_dir / "encoder")
     source = resolve_checkpoint(meta["params"]["checkpoint"])
     for name in ("vocab.txt", "tokenizer_config.json"):
@@ -198,6 +206,15 @@ def load_run(run_dir: str | Path) -> tuple[MultitaskBert, dict[str, Any]]:
     )
     model.load_state_dict(load_file(run_dir / "heads.safetensors"), strict=False)
     return model.eval(), meta
+
+
+def load_dev_outputs(run_dir: str | Path, meta: dict[str, Any], runtime: Runtime) -> dict[str, torch.Tensor]:
+    """The run's dev outputs from training, if they were computed at the precision asked for
+    now (an fp32 evaluation of a bf16-trained run scores dev again); else none."""
+    path = Path(run_dir) / DEV_OUTPUTS
+    if meta.get("dev_outputs_precision") != precision_name(runtime.dtype) or not path.is_file():
+        return {}
+    return load_file(path)
 
 
 def write_curves(history: list[dict], plots_dir: str | Path, name: str) -> None:

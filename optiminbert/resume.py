@@ -56,8 +56,13 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
+# Part of every fingerprint, bumped when what a saved state holds changes (2: the best epoch's
+# dev outputs): a state from an older version is then started over, not misread.
+STATE_FORMAT = 2
+
+
 def fingerprint(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([STATE_FORMAT, *parts], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def rng_state() -> dict[str, Any]:

@@ -43,6 +43,10 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     raise UserError(f"unknown precision {name!r}: choose auto, bf16 or fp32")
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    return "fp32" if dtype is None else {torch.bfloat16: "bf16"}.get(dtype, str(dtype))
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 

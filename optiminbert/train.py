@@ -96,15 +96,11 @@ def predict(model: MultitaskBert, task: str, split, runtime: Runtime, batch_size
     return torch.stack([outputs[i] for i in range(len(split))])
 
 
-def evaluate(model: MultitaskBert, dev: dict, runtime: Runtime, cfg: TrainConfig) -> dict[str, float]:
-    return {
-        task: task_score(
-            task,
-            to_predictions(task, predict(model, task, split, runtime, cfg.eval_batch_size, cfg.max_length)),
-            split.labels.numpy(),
-        )
-        for task, split in dev.items()
-    }
+def evaluate(model: MultitaskBert, dev: dict, runtime: Runtime, cfg: TrainConfig) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Dev scores per task, and the raw outputs they come from."""
+    outputs = {task: predict(model, task, split, runtime, cfg.eval_batch_size, cfg.max_length) for task, split in dev.items()}
+    scores = {task: task_score(task, to_predictions(task, outputs[task]), dev[task].labels.numpy()) for task in dev}
+    return scores, outputs
 
 
 def _lr_lambda(step: int, total: int, warmup: int) -> float:
@@ -128,9 +124,10 @@ def fit(
     label: str,
     losses: dict[str, torch.nn.Module],
     resume: ResumeFile | None = None,
-) -> list[dict]:
+) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Train with round-robin batches, evaluate on dev after each epoch and keep the best
-    epoch's weights (loaded back into ``model`` at the end). Returns per-epoch records.
+    epoch's weights (loaded back into ``model`` at the end). Returns per-epoch records and
+    the best epoch's raw dev outputs (the evaluation stage reuses them instead of re-scoring dev).
     ``train`` and ``losses`` share their keys: the dev tasks, plus any auxiliary task.
 
     With ``resume``, a state saved there under the same settings is continued from; Ctrl-C or
@@ -158,19 +155,20 @@ def fit(
     shared = model.shared_parameters()
     task_params = {task: model.task_parameters(task) for task in train}
 
-    history, best, best_state, global_step = [], -math.inf, None, 0
+    history, best, best_state, best_outputs, global_step = [], -math.inf, None, None, 0
     start_epoch, done, tally = 1, 0, _fresh_tally(train)
     saved = resume.load() if resume else None
     if saved is not None:
         model.load_state_dict(saved["model"])
         if saved.get("finished"):
-            return saved["history"]
+            return saved["history"], saved["dev_outputs"]
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         schedule.load_state_dict(saved["schedule"])
         strategy.load_state_dict(saved["strategy"])
         set_rng_state(saved["rng"])
         history, best, best_state, global_step = saved["history"], saved["best"], saved["best_state"], saved["global_step"]
+        best_outputs = saved["best_outputs"]
         start_epoch, done, tally = saved["epoch"], saved["step"], saved["tally"]
 
     def save(epoch: int, step: int) -> None:
@@ -178,7 +176,8 @@ def fit(
             {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "schedule": schedule.state_dict(), "strategy": strategy.state_dict(), "rng": rng_state(),
-                "history": history, "best": best, "best_state": best_state, "global_step": global_step,
+                "history": history, "best": best, "best_state": best_state, "best_outputs": best_outputs,
+                "global_step": global_step,
                 "epoch": epoch, "step": step, "tally": tally,
             }
         )
@@ -237,7 +236,7 @@ def fit(
                 progress.update(bar, advance=1, info=f"loss {shown} | {tally['examples'] / tally['seconds']:.0f} ex/s")
                 if request is not None and request.signum is not None and step < schedule.steps_per_epoch:
                     raise stop(request.signum, epoch, step)
-            scores = evaluate(model, dev, runtime, cfg)
+            scores, outputs = evaluate(model, dev, runtime, cfg)
             score = selection_score(scores)
             history.append(
                 {
@@ -257,6 +256,7 @@ def fit(
             if score > best or best_state is None:
                 best = score
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                best_outputs = outputs
             done, tally = 0, _fresh_tally(train)
             if request is not None and request.signum is not None and epoch < cfg.epochs:
                 raise stop(request.signum, epoch + 1, 0)
@@ -265,5 +265,5 @@ def fit(
     model.load_state_dict(best_state)
     if resume:
         # A stage that trains several models (the specialists) skips the finished ones when resumed.
-        resume.save({"finished": True, "model": model.state_dict(), "history": history})
-    return history
+        resume.save({"finished": True, "model": model.state_dict(), "history": history, "dev_outputs": best_outputs})
+    return history, best_outputs

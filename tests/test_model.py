@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from optiminbert.checkpoints import default_checkpoint_dir, resolve_checkpoint
 from optiminbert.errors import UserError
-from optiminbert.model import BertConfig, BertModel, SelfAttention, dropout
+from optiminbert import model as model_module
+from optiminbert.model import BertConfig, BertModel, SelfAttention, dropout, packed_rows
 from optiminbert.tokenizer import load_tokenizer
 
 ATOL = 1e-4
@@ -396,6 +397,34 @@ def test_padding_does_not_change_real_tokens(pad_id):
         with_padding = model(**padded)
     torch.testing.assert_close(with_padding.last_hidden_state[:, :7], plain.last_hidden_state, atol=1e-5, rtol=0)
     torch.testing.assert_close(with_padding.pooler_output, plain.pooler_output, atol=1e-5, rtol=0)
+
+
+def test_packed_rows_index_the_real_tokens_of_padded_cpu_batches():
+    mask = padded_batch()["attention_mask"]
+    rows = packed_rows(mask)
+    assert torch.equal(rows, torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 18, 19, 20]))
+    assert packed_rows(torch.ones_like(mask)) is None  # nothing to skip
+
+
+def test_packed_layout_gives_the_padded_layouts_outputs_and_gradients(monkeypatch):
+    """Training through the packed real tokens (what a padded CPU batch takes) must give the
+    same outputs at real positions and the same weight gradients as the plain padded layout."""
+    batch = padded_batch()
+    results = []
+    for pack in (True, False):
+        if not pack:
+            monkeypatch.setattr(model_module, "packed_rows", lambda mask: None)
+        torch.manual_seed(0)
+        model = BertModel(BertConfig(**TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).train()
+        out = model(**batch)
+        real = batch["attention_mask"].bool()
+        (out.last_hidden_state[real].square().sum() + out.pooler_output.sum()).backward()
+        results.append((out.last_hidden_state[real].detach(), {n: p.grad for n, p in model.named_parameters()}))
+    (packed, packed_grads), (padded, padded_grads) = results
+    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-5)
+    assert packed_grads.keys() == padded_grads.keys()
+    for name in packed_grads:
+        torch.testing.assert_close(packed_grads[name], padded_grads[name], atol=1e-4, rtol=1e-4, msg=name)
 
 
 def test_defaults_for_mask_and_token_types():

@@ -38,7 +38,8 @@ class SignalAtStep(PCGrad):
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return {**load_file(run_dir / "heads.safetensors"), **load_file(run_dir / "encoder" / "model.safetensors")}
+    dev_outputs = {f"dev outputs {k}": v for k, v in load_file(run_dir / phases.DEV_OUTPUTS).items()}
+    return {**load_file(run_dir / "heads.safetensors"), **load_file(run_dir / "encoder" / "model.safetensors"), **dev_outputs}
 
 
 def _scores(run_dir: Path) -> list:

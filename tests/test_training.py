@@ -17,7 +17,7 @@ import torch
 import transformers
 from safetensors.torch import load_file
 
-from optiminbert import phases
+from optiminbert import evaluation, phases
 from optiminbert.batching import join_pair, length_bucketed_batches
 from optiminbert.errors import UserError
 from optiminbert.metrics import normalised, overall, task_score
@@ -388,8 +388,28 @@ def test_transformers_loads_the_saved_encoder(finetuned: Run, tiny_prepared: Pat
         theirs = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"])
         mine = ours(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
     assert batch["attention_mask"].min() == 0 and batch["token_type_ids"].max() == 1
-    torch.testing.assert_close(mine.last_hidden_state, theirs.last_hidden_state, rtol=0, atol=1e-4)
+    real = batch["attention_mask"].bool()  # padded positions carry no meaning (ours are zeros on CPU)
+    torch.testing.assert_close(mine.last_hidden_state[real], theirs.last_hidden_state[real], rtol=0, atol=1e-4)
     torch.testing.assert_close(mine.pooler_output, theirs.pooler_output, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("which", ["finetuned", "joint", "frozen"])
+def test_evaluation_reuses_the_trained_dev_outputs_at_the_same_precision(which: str, request, trainer, tiny_prepared: Path, tiny_params) -> None:
+    """A run saves its selected epoch's dev outputs; evaluation scores only test with them,
+    unless it runs at another precision than training did."""
+    run: Run = trainer("frozen", ["sst"], frozen=True) if which == "frozen" else request.getfixturevalue(which)
+    saved = load_file(run.dir / phases.DEV_OUTPUTS)
+    loaded, meta = phases.load_run(run.dir)
+    assert sorted(saved) == sorted(meta["tasks"]) and meta["dev_outputs_precision"] == "fp32"
+    for task in meta["tasks"]:
+        expected = predict(loaded, task, dev_split(tiny_prepared, task), CPU, 16, 32)
+        torch.testing.assert_close(saved[task], expected, rtol=0, atol=1e-5)
+    for precision, scored_splits in (("fp32", {"test"}), ("bf16", {"dev", "test"})):
+        with mock.patch.object(evaluation, "predict", wraps=evaluation.predict) as scored:
+            results = evaluation.score_run(run.dir, tiny_prepared, {**tiny_params, "precision": precision})
+        assert {call.args[2].split for call in scored.call_args_list} == scored_splits
+        if precision == "fp32":
+            assert all(torch.equal(results[t]["dev"][1], saved[t]) for t in meta["tasks"])
 
 
 @pytest.mark.parametrize("frozen", [False, True])
