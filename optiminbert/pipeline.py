@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
-from optiminbert import distributed, evaluation, phases, prepared, report
+from optiminbert import ablation, distributed, evaluation, phases, prepared, report
 from optiminbert.checkpoints import resolve_checkpoint
 from optiminbert.data import TASKS
 from optiminbert.errors import UserError
@@ -21,6 +21,7 @@ PREPARED = Path("data/prepared")
 MODELS = Path("models")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
+ABLATION = Path("ablation")
 RESUME = Path(".resume")  # interrupted runs' states; outside models/, which DVC clears before a stage runs
 
 console = Console(stderr=True)
@@ -39,8 +40,8 @@ def prepare(params: dict, overrides: dict | None = None) -> None:
     console.print(skipped or "no rows skipped")
 
 
-def _resume_path(name: str) -> Path:
-    return RESUME / f"{name}.pt"
+def _resume_path(name: str, root: Path = Path(".")) -> Path:
+    return root / RESUME / f"{name}.pt"
 
 
 def run_params(params: dict, phase: str, task: str | None = None, mode: str = "finetune") -> dict[str, Any]:
@@ -69,20 +70,26 @@ def train_baseline(
 
 
 def train_phase(
-    params: dict, phase: str, overrides: dict | None = None, tasks: list[str] | None = None, resume: bool = False
+    params: dict,
+    phase: str,
+    overrides: dict | None = None,
+    tasks: list[str] | None = None,
+    resume: bool = False,
+    root: Path = Path("."),
 ) -> None:
-    """One joint model (mtl, mtl_embed), or one specialist per task."""
+    """One joint model (mtl, mtl_embed), or one specialist per task, into ``root``'s models/
+    and plots/ (the loss ablation trains its specialists under ablation/<loss>/)."""
     _check("phase", phase, ("baseline", *phases.PHASES))
     spec = phases.PHASES[phase]
     if spec.joint:
         p = _with(run_params(params, phase), overrides or {})
         history = phases.train_run(
-            p, list(phases.STUDY_TASKS), spec.pairs, PREPARED, MODELS / phase, phase,
-            resume_path=_resume_path(phase), resume=resume,
+            p, list(phases.STUDY_TASKS), spec.pairs, PREPARED, root / MODELS / phase, phase,
+            resume_path=_resume_path(phase, root), resume=resume,
         )
         if distributed.is_main():
-            phases.write_curves(history, PLOTS, phase)
-        _resume_path(phase).unlink(missing_ok=True)
+            phases.write_curves(history, root / PLOTS, phase)
+        _resume_path(phase, root).unlink(missing_ok=True)
         return
     train_sizes: dict[str, int] = {}  # loaded once, only if a specialist matches the multitask steps
     tasks = tasks or list(phases.STUDY_TASKS)
@@ -97,13 +104,26 @@ def train_phase(
             p["steps_per_epoch"] = -(-max(train_sizes.values()) // p["batch_size"])
         name = f"{phase}-{task}"
         history = phases.train_run(
-            p, [task], spec.pairs, PREPARED, MODELS / phase / task, name, resume_path=_resume_path(name), resume=resume
+            p, [task], spec.pairs, PREPARED, root / MODELS / phase / task, name,
+            resume_path=_resume_path(name, root), resume=resume,
         )
         if distributed.is_main():
-            phases.write_curves(history, PLOTS, name)
+            phases.write_curves(history, root / PLOTS, name)
     # Only now: an interrupted stage re-run by DVC (which first clears models/) skips finished specialists.
     for task in tasks:
-        _resume_path(f"{phase}-{task}").unlink(missing_ok=True)
+        _resume_path(f"{phase}-{task}", root).unlink(missing_ok=True)
+
+
+def train_ablation(params: dict, loss: str, task: str) -> None:
+    """One specialist of the contrastive-loss ablation (ablation/dvc.yaml): the defaults plus
+    ``loss`` as its extra round-robin task, into ablation/<loss>/."""
+    _check("contrastive loss", loss, ablation.LOSSES)
+    _check("task", task, ablation.PAIR_TASKS)
+    train_phase(params, "specialist", {"contrastive": loss}, [task], resume=True, root=ABLATION / loss)
+
+
+def ablation_report() -> str:
+    return ablation.write_report(ABLATION, MODELS / "specialist")
 
 
 def evaluate(params: dict, phase: str) -> dict:

@@ -59,6 +59,10 @@ def build_tables(metrics_dir: Path) -> list[tuple[str, list[str], list[list[str]
     return tables
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def render(metrics_dir: str | Path, out: str | Path | None = None, console: Console | None = None) -> str:
     metrics_dir = Path(metrics_dir)
     tables = build_tables(metrics_dir)
@@ -70,9 +74,7 @@ def render(metrics_dir: str | Path, out: str | Path | None = None, console: Cons
         "",
     ]
     for title, header, rows in tables:
-        parts += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        parts += ["| " + " | ".join(r) + " |" for r in rows]
-        parts.append("")
+        parts += [f"## {title}", "", *markdown_table(header, rows), ""]
     text = "\n".join(parts)
     if out is not None:
         write_text_atomic(text, out)

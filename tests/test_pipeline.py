@@ -32,13 +32,14 @@ def tiny_repo(tmp_path_factory, tiny_data: Path, tiny_checkpoint: Path) -> tuple
     if shutil.which("dvc", path=str(Path(sys.executable).parent)) is None:
         pytest.skip("dvc is not installed beside this Python")
     repo = tmp_path_factory.mktemp("repo")
-    for name in ("dvc.yaml", "stages", "optiminbert"):
+    for name in ("dvc.yaml", "stages", "optiminbert", "ablation/dvc.yaml"):
         source = ROOT / name
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy)(source, repo / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params.update(
-        checkpoint=str(tiny_checkpoint), data=str(tiny_data), device="cpu", precision="fp32",
-        max_length=32, epochs=2, batch_size=8, eval_batch_size=16, lr=1e-3,
+        checkpoint=str(tiny_checkpoint), guide=str(tiny_checkpoint), data=str(tiny_data), device="cpu",
+        precision="fp32", max_length=32, epochs=2, batch_size=8, eval_batch_size=16, lr=1e-3,
     )
     params["prepare"]["cfimdb_max_length"] = 48
     params["baseline"]["pretrain"]["epochs"] = 2
@@ -75,6 +76,28 @@ def test_repro_writes_every_metric_and_report(tiny_repo):
     assert ensemble["members"] == ["mtl", "mtl_embed", "specialist"] and set(ensemble["dev"]) == set(dev)
     report = (repo / "metrics/report.md").read_text()
     assert "Table 1" in report and "Table 2" in report and "0.390" in report
+
+
+def test_ablation_is_its_own_pipeline_and_sets_each_loss_beside_the_defaults(tiny_repo):
+    repo, env = tiny_repo
+    assert not (repo / "ablation/metrics.json").exists()  # the default `dvc repro` leaves it alone
+    ran = run(["dvc", "repro", "ablation/dvc.yaml"], repo, env).stdout
+    assert set(re.findall(r"Running stage '([^']+)'", ran)) == {
+        "ablation/dvc.yaml:train@mnrl-quora", "ablation/dvc.yaml:train@mnrl-sts",
+        "ablation/dvc.yaml:train@gist-quora", "ablation/dvc.yaml:train@gist-sts", "ablation/dvc.yaml:report",
+    }
+    results = json.loads((repo / "ablation/metrics.json").read_text())
+    specialist = json.loads((repo / "metrics/specialist.json").read_text())["dev"]
+    for task, key in (("quora", "para_acc"), ("sts", "sts_pearson")):
+        assert results[task]["none"]["dev"] == pytest.approx(specialist[key], abs=1e-4)
+        for loss in ("mnrl", "gist"):
+            run_meta = json.loads((repo / f"ablation/{loss}/models/specialist/{task}/run.json").read_text())
+            assert run_meta["params"]["contrastive"] == loss and "contrastive" in run_meta["history"][0]["train_loss"]
+            change = results[task][loss]["dev"] - results[task]["none"]["dev"]
+            assert results[task][loss]["change"] == pytest.approx(change, abs=1e-4)
+    assert "| quora | paraphrase acc |" in (repo / "ablation/report.md").read_text()
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo, env).stdout)
+    assert any("ablation/metrics.json" in str(entry) for entry in shown.values())
 
 
 def test_lr_change_reruns_only_what_reads_lr(tiny_repo):
