@@ -96,9 +96,10 @@ def packed_rows(attention_mask: torch.Tensor) -> torch.Tensor | None:
     On CPU the cost is the matmuls, which scale with the token slots they see: with the real
     tokens packed, every linear layer (and LayerNorm, GELU, dropout) skips the padding, at the
     price of one scatter and one gather per layer around attention, which keeps the padded
-    layout. A siamese Quora batch (19% padding) trains 1.19x faster, STS (12%) 1.08x, and
-    length-bucketed sentences (3%) are no slower. GPUs are bound by kernel launches on this
-    model's batches, not FLOPs (see the README), so they keep the padded layout."""
+    layout. On the pipeline's real batches (benchmarks/packed_tokens.py) inference gets 1.01x
+    to 1.24x faster and training, whose backward pass scatters and gathers again, breaks even
+    (0.97x to 1.05x; up to 1.19x on siamese Quora batches that pad 19%). GPUs are bound by
+    kernel launches on this model's batches, not FLOPs (README), so they keep the padded layout."""
     if attention_mask.device.type != "cpu":
         return None
     keep = attention_mask.flatten() != 0
