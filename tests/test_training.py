@@ -287,8 +287,13 @@ def joint(trainer) -> Run:
     return trainer("joint", STUDY, "siamese", surgery="pcgrad")
 
 
-def test_frozen_mode_leaves_the_encoder_bit_for_bit(trainer, tiny_checkpoint: Path) -> None:
-    run = trainer("frozen", ["sst"], frozen=True)
+@pytest.fixture(scope="module")
+def frozen_run(trainer) -> Run:
+    return trainer("frozen", ["sst"], frozen=True)
+
+
+def test_frozen_mode_leaves_the_encoder_bit_for_bit(frozen_run: Run, tiny_checkpoint: Path) -> None:
+    run = frozen_run
     checkpoint, saved = encoder_weights(tiny_checkpoint), encoder_weights(run.dir / "encoder")
     assert checkpoint.keys() == saved.keys()
     assert all(torch.equal(checkpoint[k], saved[k]) for k in checkpoint)
@@ -393,11 +398,11 @@ def test_transformers_loads_the_saved_encoder(finetuned: Run, tiny_prepared: Pat
     torch.testing.assert_close(mine.pooler_output, theirs.pooler_output, rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("which", ["finetuned", "joint", "frozen"])
-def test_evaluation_reuses_the_trained_dev_outputs_at_the_same_precision(which: str, request, trainer, tiny_prepared: Path, tiny_params) -> None:
+@pytest.mark.parametrize("which", ["finetuned", "joint", "frozen_run"])
+def test_evaluation_reuses_the_trained_dev_outputs_at_the_same_precision(which: str, request, tiny_prepared: Path, tiny_params) -> None:
     """A run saves its selected epoch's dev outputs; evaluation scores only test with them,
     unless it runs at another precision than training did."""
-    run: Run = trainer("frozen", ["sst"], frozen=True) if which == "frozen" else request.getfixturevalue(which)
+    run: Run = request.getfixturevalue(which)
     saved = load_file(run.dir / phases.DEV_OUTPUTS)
     loaded, meta = phases.load_run(run.dir)
     assert sorted(saved) == sorted(meta["tasks"]) and meta["dev_outputs_precision"] == "fp32"
