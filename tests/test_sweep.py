@@ -1,0 +1,57 @@
+"""benchmarks/specialist_sweep.py: settings parsing, the paired summary, and a tiny real sweep."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_sweep():
+    spec = importlib.util.spec_from_file_location("specialist_sweep", ROOT / "benchmarks" / "specialist_sweep.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+sweep = load_sweep()
+
+
+def test_settings_parse_to_typed_overrides() -> None:
+    assert sweep.overrides("default") == {}
+    assert sweep.overrides("lr=2e-4,epochs=2,match_multitask_steps=false,pooling=mean") == {
+        "lr": 2e-4, "epochs": 2, "match_multitask_steps": False, "pooling": "mean",
+    }
+    with pytest.raises(SystemExit, match="expected key=value"):
+        sweep.overrides("lr")
+
+
+def test_summary_compares_each_setting_on_the_defaults_seeds_only() -> None:
+    runs = [
+        {"task": "sst", "setting": "default", "seed": 1, "dev": [0.50]},
+        {"task": "sst", "setting": "default", "seed": 2, "dev": [0.40]},
+        {"task": "sst", "setting": "default", "seed": 3, "dev": [0.60]},
+        {"task": "sst", "setting": "lr=1e-3", "seed": 1, "dev": [0.30, 0.55]},  # the run keeps its best epoch
+        {"task": "sst", "setting": "lr=1e-3", "seed": 2, "dev": [0.42]},
+        {"task": "sst", "setting": "lr=1e-3", "seed": 9, "dev": [0.10]},  # no default run to pair with
+    ]
+    rows = {line.split()[1]: line for line in sweep.summary(runs).splitlines()[1:]}
+    assert "0.5000" in rows["default"] and "pt" not in rows["default"]
+    # Paired on seeds 1 and 2: (+0.05 + 0.02) / 2; the unpaired means would say -17.7 points.
+    assert "+3.50 pt" in rows["lr=1e-3"] and "0.3567" in rows["lr=1e-3"]
+
+
+def test_a_sweep_run_trains_in_a_temporary_directory(tiny_checkpoint: Path, tiny_prepared: Path, tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "prepared").symlink_to(tiny_prepared)
+    params = {"checkpoint": str(tiny_checkpoint), "batch_size": 8, "eval_batch_size": 16, "max_length": 32}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    run = sweep.train("sts", "epochs=2,lr=1e-3", seed=3)
+    assert run["task"] == "sts" and run["setting"] == "epochs=2,lr=1e-3" and run["seed"] == 3
+    assert len(run["dev"]) == 2 and all(-1 <= r <= 1 for r in run["dev"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "params.yaml"]  # nothing written here
