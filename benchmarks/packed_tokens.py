@@ -4,9 +4,12 @@ For each kind of batch the pipeline trains on (single sentences, cross-encoded p
 pairs), takes the phase's own length-bucketed training batches of the prepared data and times a
 forward and backward pass of the task's loss (the default checkpoint, the runtime's autocast),
 alternating packed and padded (``model.packed_rows`` switched off) and comparing medians; then
-the same for inference on dev batches of ``eval_batch_size``. Needs `dvc repro prepare` first.
+the same for inference on dev batches of ``eval_batch_size``. ``--full-run PHASE`` instead
+trains a whole phase with padded, then packed training batches: what decided that training
+keeps the padded layout (``model.PACK_TRAINING``). Needs `dvc repro prepare` first.
 
     python benchmarks/packed_tokens.py [--batches 24] [--reps 4]
+    python benchmarks/packed_tokens.py --full-run mtl     # about 14 minutes on a 2-core CPU
 """
 
 from __future__ import annotations
@@ -37,11 +40,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=24)
     parser.add_argument("--reps", type=int, default=4)
+    parser.add_argument("--full-run", metavar="PHASE", help="instead, train this whole phase padded, then packed")
     args = parser.parse_args()
     loaded, packed_rows = params.load(), model_module.packed_rows
+    if args.full_run:
+        full_run(loaded, args.full_run)
+        return
 
     def timed(step, batches, pack: bool) -> float:
         model_module.packed_rows = packed_rows if pack else (lambda mask: None)
+        model_module.PACK_TRAINING = pack
         started = time.perf_counter()
         for batch in batches:
             step(batch)
@@ -84,6 +92,26 @@ def main() -> None:
 
         print(f"{f'{task} {pairs} ({phase})':<28}{padding:>8.1%} | {compare(train_step, batches):>40} | {compare(infer_step, dev_batches[: args.batches]):>34}")
     model_module.packed_rows = packed_rows
+
+
+def full_run(loaded: dict, phase: str) -> None:
+    """The phase's whole training run with padded, then packed training batches (evaluation
+    packs in both), each under a temporary root; prints the training seconds of each."""
+    import json
+    import tempfile
+
+    from optiminbert import model as model_module
+    from optiminbert.pipeline import train_phase
+
+    seconds = {}
+    for pack in (False, True):
+        model_module.PACK_TRAINING = pack
+        with tempfile.TemporaryDirectory() as root:
+            train_phase(loaded, phase, root=Path(root))
+            runs = Path(root).glob("models/**/run.json")
+            seconds[pack] = sum(h["train_seconds"] for run in runs for h in json.loads(run.read_text())["history"])
+        print(f"{phase}: training {'packed' if pack else 'padded'} {seconds[pack]:.1f} s", flush=True)
+    print(f"{phase}: padded / packed {seconds[False] / seconds[True]:.2f}x")
 
 
 if __name__ == "__main__":

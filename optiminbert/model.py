@@ -90,17 +90,23 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))
 
 
+# Whether CPU training packs too. It does not: a whole `mtl` run took 432 s packed against
+# 377 s padded (benchmarks/packed_tokens.py --full-run mtl), though single forward and backward
+# passes broke even; the backward pass scatters and gathers again. The benchmark flips it.
+PACK_TRAINING = False
+
+
 def packed_rows(attention_mask: torch.Tensor) -> torch.Tensor | None:
-    """Where a padded CPU batch's real tokens sit in its flattened (batch * length) layout.
+    """Where a padded CPU batch's real tokens sit in its flattened (batch * length) layout, when
+    the batch is run without autograd (inference, frozen-feature encoding); else None.
 
     On CPU the cost is the matmuls, which scale with the token slots they see: with the real
-    tokens packed, every linear layer (and LayerNorm, GELU, dropout) skips the padding, at the
-    price of one scatter and one gather per layer around attention, which keeps the padded
-    layout. On the pipeline's real batches (benchmarks/packed_tokens.py) inference gets 1.01x
-    to 1.24x faster and training, whose backward pass scatters and gathers again, breaks even
-    (0.97x to 1.05x; up to 1.19x on siamese Quora batches that pad 19%). GPUs are bound by
-    kernel launches on this model's batches, not FLOPs (README), so they keep the padded layout."""
-    if attention_mask.device.type != "cpu":
+    tokens packed, every linear layer (and LayerNorm, GELU) skips the padding, at the price of
+    one scatter and one gather per layer around attention, which keeps the padded layout. On the
+    pipeline's real dev batches (benchmarks/packed_tokens.py) inference gets 1.01x to 1.24x
+    faster. GPUs are bound by kernel launches on this model's batches, not FLOPs (README), so
+    they keep the padded layout."""
+    if attention_mask.device.type != "cpu" or (torch.is_grad_enabled() and not PACK_TRAINING):
         return None
     keep = attention_mask.flatten() != 0
     return None if keep.all() else keep.nonzero().squeeze(1)

@@ -172,18 +172,18 @@ def train_run(
     history, dev_outputs = fit(model, train, dev, cfg, strategy, runtime, label, losses, state)
     if distributed.is_main():
         meta = {"tasks": tasks, "pairs": pairs, "frozen": frozen, "params": p, "history": history}
-        save_run(model, out_dir, meta, dev_outputs, runtime)
+        save_run(model, out_dir, meta, dev_outputs, precision_name(runtime.dtype))
     return history
 
 
 def save_run(
-    model: MultitaskBert, out_dir: str | Path, meta: dict[str, Any], dev_outputs: dict[str, torch.Tensor], runtime: Runtime
+    model: MultitaskBert, out_dir: str | Path, meta: dict[str, Any], dev_outputs: dict[str, torch.Tensor], precision: str
 ) -> None:
-    """The encoder, the heads, the selected epoch's raw dev outputs (so evaluation need not
-    score dev again) and ``run.json``."""
+    """The encoder, the heads, the selected epoch's raw dev outputs (computed at ``precision``,
+    so evaluation at the same precision need not score dev again) and ``run.json``."""
     out_dir = Path(out_dir)
     write_safetensors_atomic({t: v.contiguous() for t, v in dev_outputs.items()}, out_dir / DEV_OUTPUTS)
-    meta = {**meta, "dev_outputs_precision": precision_name(runtime.dtype)}
+    meta = {**meta, "dev_outputs_precision": precision}
     model.encoder.save_pretrained(out_dir / "encoder")
     source = resolve_checkpoint(meta["params"]["checkpoint"])
     for name in ("vocab.txt", "tokenizer_config.json"):

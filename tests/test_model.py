@@ -399,21 +399,24 @@ def test_padding_does_not_change_real_tokens(pad_id):
     torch.testing.assert_close(with_padding.pooler_output, plain.pooler_output, atol=1e-5, rtol=0)
 
 
-def test_packed_rows_index_the_real_tokens_of_padded_cpu_batches():
+def test_packed_rows_index_the_real_tokens_of_padded_cpu_batches(monkeypatch):
     mask = padded_batch()["attention_mask"]
-    rows = packed_rows(mask)
-    assert torch.equal(rows, torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 18, 19, 20]))
-    assert packed_rows(torch.ones_like(mask)) is None  # nothing to skip
+    real = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 18, 19, 20])
+    with torch.inference_mode():
+        assert torch.equal(packed_rows(mask), real)
+        assert packed_rows(torch.ones_like(mask)) is None  # nothing to skip
+    assert packed_rows(mask) is None  # training keeps the padded layout
+    monkeypatch.setattr(model_module, "PACK_TRAINING", True)
+    assert torch.equal(packed_rows(mask), real)
 
 
 def test_packed_layout_gives_the_padded_layouts_outputs_and_gradients(monkeypatch):
-    """Training through the packed real tokens (what a padded CPU batch takes) must give the
-    same outputs at real positions and the same weight gradients as the plain padded layout."""
+    """Training through the packed real tokens (what benchmarks/packed_tokens.py times) must give
+    the same outputs at real positions and the same weight gradients as the plain padded layout."""
     batch = padded_batch()
     results = []
     for pack in (True, False):
-        if not pack:
-            monkeypatch.setattr(model_module, "packed_rows", lambda mask: None)
+        monkeypatch.setattr(model_module, "PACK_TRAINING", pack)
         torch.manual_seed(0)
         model = BertModel(BertConfig(**TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).train()
         out = model(**batch)
