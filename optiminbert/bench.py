@@ -40,9 +40,12 @@ import torch
 
 from optiminbert import data, phases
 from optiminbert.atomic import write_text_atomic
-from optiminbert.batching import length_bucketed_batches, pad
+from optiminbert.batching import TokenizedTexts, length_bucketed_batches, pad
 from optiminbert.checkpoints import resolve_checkpoint
+from optiminbert.contrastive import PositivePairs
 from optiminbert.model import BertConfig, BertModel, ours_to_hf
+from optiminbert.params import resolve
+from optiminbert.prepared import TaskSplit
 from optiminbert.phases import BASELINE_TASKS, PHASES, STUDY_TASKS
 from optiminbert.runtime import adamw, autocast, resolve_device, resolve_precision, set_threads
 from optiminbert.tokenizer import load_tokenizer
@@ -256,6 +259,26 @@ def task_padding(columns: list[list[list[int]]], batch_size: int, max_length: in
         }
         for layout, (key, rows) in layouts.items()
     }
+
+
+def contrastive_padding(data_dir: Path, checkpoint: str, max_length: dict[str, int], batch_size: int, sts_min: float, seed: int) -> dict[str, float]:
+    """Padding of the contrastive task's batches (``contrastive.PositivePairs`` of the Quora and
+    STS train splits, each pair's two rows stacked): random batches against the batches training
+    draws (``no_duplicate_batches``: length-bucketed, no text twice in a batch)."""
+    splits = {}
+    for task in ("quora", "sts"):
+        split = data.load_split(data_dir, task, "train")
+        columns = [TokenizedTexts.from_lists(c) for c in task_columns(data_dir, task, checkpoint, max_length[task])]
+        labels = torch.tensor([ex.label for ex in split.examples], dtype=torch.float32)
+        splits[task] = TaskSplit(task, "train", [ex.id for ex in split.examples], [ex.texts for ex in split.examples], labels, columns)
+    pairs = PositivePairs.from_splits(splits, sts_min)
+    a, b = (c.lengths for c in pairs.columns)
+    generator = torch.Generator().manual_seed(seed)
+    orders = {
+        "random": torch.randperm(len(pairs), generator=generator).split(batch_size),
+        "bucketed": pairs.shuffled_batches(batch_size, generator),
+    }
+    return {name: padding_fraction([torch.cat([a[idx], b[idx]]) for idx in order]) for name, order in orders.items()}
 
 
 # -- timing ----------------------------------------------------------------------------------
@@ -634,6 +657,10 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
                 cols = [sst] if task == "sst" else task_columns(data_dir, task, config.checkpoint, config.max_length[task])
                 results["padding"][task] = task_padding(cols, config.batch_size, config.max_length[task], config.seed)
                 progress.advance(step)
+            sts_min = resolve(config.params, "specialist")["contrastive_sts_min"]
+            results["padding"]["contrastive"] = {"siamese": contrastive_padding(
+                data_dir, config.checkpoint, config.max_length, config.batch_size, sts_min, config.seed
+            )}
             progress.remove_task(step)
 
     # Outside the progress display above: the training loop shows its own.
@@ -773,7 +800,8 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
         lines += [
             "  (cross: [CLS] a [SEP] b [SEP] as one row; siamese: a and b rows stacked in one batch;",
             "   bucketing sorts within chunks of 50 batches by what a batch pads to, as training does:",
-            "   len(a) + len(b) for cross, max(len a, len b) for siamese)",
+            "   len(a) + len(b) for cross, max(len a, len b) for siamese;",
+            "   contrastive: the positive pairs of Quora and STS train, batched without repeated texts)",
             "",
         ]
     return "\n".join(lines)

@@ -92,7 +92,9 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 # Whether CPU training packs too. It does not: a whole `mtl` run took 432 s packed against
 # 377 s padded (benchmarks/packed_tokens.py --full-run mtl), though single forward and backward
-# passes broke even; the backward pass scatters and gathers again. The benchmark flips it.
+# passes broke even; the backward pass scatters and gathers again. Only the contrastive runs
+# were faster packed, while their batches were not length-bucketed (58% padding; now 12%).
+# The benchmark flips it.
 PACK_TRAINING = False
 
 

@@ -44,7 +44,7 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
-    return "fp32" if dtype is None else {torch.bfloat16: "bf16"}.get(dtype, str(dtype))
+    return {None: "fp32", torch.bfloat16: "bf16"}[dtype]  # what resolve_precision gives
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

@@ -159,7 +159,7 @@ def test_quick_run_end_to_end(tiny_checkpoint: Path, tiny_data: Path, tiny_prepa
     for model in ("ours", "hf"):
         memory = results["memory"][model]
         assert memory["rss_peak_mib"] > 0 and memory["rss_peak_mib"] >= memory["rss_before_mib"] * 0.5
-    assert set(results["padding"]) == {"sst", "cfimdb", "quora", "sts"}
+    assert set(results["padding"]) == {"sst", "cfimdb", "quora", "sts", "contrastive"}
     assert all(0 <= v < 1 for layouts in results["padding"].values() for r in layouts.values() for v in r.values())
 
     # Every pipeline run that takes encoder steps went through the real training loop.

@@ -80,13 +80,34 @@ def test_unknown_contrastive_loss_is_named():
         contrastive_loss("triplet", {})
 
 
-def test_no_duplicate_batches_cover_every_pair_once_without_repeated_texts():
+@pytest.mark.parametrize("chunk_batches", [1, 50])
+def test_no_duplicate_batches_cover_every_pair_once_without_repeated_texts(chunk_batches):
     keys = [("a", "b"), ("a", "c"), ("d", "e"), ("b", "f"), ("g", "h"), ("i", "a"), ("j", "k")]
-    batches = no_duplicate_batches(keys, 3, torch.Generator().manual_seed(0))
+    lengths = torch.tensor([5, 9, 2, 7, 3, 8, 4])
+    batches = no_duplicate_batches(keys, lengths, 3, torch.Generator().manual_seed(0), chunk_batches)
     assert sorted(i for b in batches for i in b.tolist()) == list(range(len(keys)))
     for batch in batches:
         texts = [t for i in batch.tolist() for t in keys[i]]
         assert len(texts) == len(set(texts)) and len(batch) <= 3
+
+
+def test_no_duplicate_batches_group_similar_lengths():
+    keys = [(f"a{i}", f"b{i}") for i in range(40)]
+    lengths = torch.randperm(40, generator=torch.Generator().manual_seed(1)) + 3
+    batches = no_duplicate_batches(keys, lengths, 8, torch.Generator().manual_seed(0))
+    spans = sorted((lengths[b].min().item(), lengths[b].max().item()) for b in batches)
+    # One chunk, no duplicates: the batches are consecutive runs of the sorted lengths.
+    assert spans == [(3 + 8 * k, 10 + 8 * k) for k in range(5)]
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_pairs_left_at_a_chunks_end_join_the_next_chunk(seed):
+    # Chunks of two pairs, and these seeds' shuffles put both "x" pairs in the first chunk: it
+    # cannot fill a batch, so it hands them on instead of ending in two half batches.
+    keys = [("x", "a"), ("x", "b"), ("c", "d"), ("e", "f")]
+    assert set(torch.randperm(4, generator=torch.Generator().manual_seed(seed))[:2].tolist()) == {0, 1}
+    batches = no_duplicate_batches(keys, torch.ones(4, dtype=torch.long), 2, torch.Generator().manual_seed(seed), 1)
+    assert [len(b) for b in batches] == [2, 2]
 
 
 def test_positive_pairs_are_duplicates_and_very_similar_sts_pairs(tiny_prepared):
