@@ -792,11 +792,11 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
         lines += [
             f"Padding: share of padded token slots, batch {config.batch_size}, whole train splits, "
             "max_length " + ", ".join(f"{t} {n}" for t, n in config.max_length.items()),
-            f"  {'task':<8}{'layout':<9}{'random':>9}{'length-bucketed':>17}",
+            f"  {'task':<13}{'layout':<9}{'random':>9}{'length-bucketed':>17}",
         ]
         for task, layouts in results["padding"].items():
             for layout, r in layouts.items():
-                lines.append(f"  {task:<8}{layout:<9}{r['random']:>9.1%}{r['bucketed']:>17.1%}")
+                lines.append(f"  {task:<13}{layout:<9}{r['random']:>9.1%}{r['bucketed']:>17.1%}")
         lines += [
             "  (cross: [CLS] a [SEP] b [SEP] as one row; siamese: a and b rows stacked in one batch;",
             "   bucketing sorts within chunks of 50 batches by what a batch pads to, as training does:",
