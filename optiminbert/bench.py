@@ -261,16 +261,17 @@ def task_padding(columns: list[list[list[int]]], batch_size: int, max_length: in
     }
 
 
-def contrastive_padding(data_dir: Path, checkpoint: str, max_length: dict[str, int], batch_size: int, sts_min: float, seed: int) -> dict[str, float]:
+def contrastive_padding(data_dir: Path, columns: dict[str, list[list[list[int]]]], batch_size: int, sts_min: float, seed: int) -> dict[str, float]:
     """Padding of the contrastive task's batches (``contrastive.PositivePairs`` of the Quora and
     STS train splits, each pair's two rows stacked): random batches against the batches training
-    draws (``no_duplicate_batches``: length-bucketed, no text twice in a batch)."""
+    draws (``no_duplicate_batches``: length-bucketed, no text twice in a batch). ``columns`` are
+    those splits' token ids, as ``task_columns`` gives them."""
     splits = {}
     for task in ("quora", "sts"):
         split = data.load_split(data_dir, task, "train")
-        columns = [TokenizedTexts.from_lists(c) for c in task_columns(data_dir, task, checkpoint, max_length[task])]
         labels = torch.tensor([ex.label for ex in split.examples], dtype=torch.float32)
-        splits[task] = TaskSplit(task, "train", [ex.id for ex in split.examples], [ex.texts for ex in split.examples], labels, columns)
+        tokens = [TokenizedTexts.from_lists(c) for c in columns[task]]
+        splits[task] = TaskSplit(task, "train", [ex.id for ex in split.examples], [ex.texts for ex in split.examples], labels, tokens)
     pairs = PositivePairs.from_splits(splits, sts_min)
     a, b = (c.lengths for c in pairs.columns)
     generator = torch.Generator().manual_seed(seed)
@@ -652,14 +653,15 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
         # Padding of bucketed vs random batches on every task's real training lengths.
         if config.padding:
             step = progress.add_task("padding per task", total=len(data.TASKS))
-            results["padding"] = {}
+            results["padding"], columns = {}, {}
             for task in data.TASKS:
                 cols = [sst] if task == "sst" else task_columns(data_dir, task, config.checkpoint, config.max_length[task])
+                columns[task] = cols
                 results["padding"][task] = task_padding(cols, config.batch_size, config.max_length[task], config.seed)
                 progress.advance(step)
             sts_min = resolve(config.params, "specialist")["contrastive_sts_min"]
             results["padding"]["contrastive"] = {"siamese": contrastive_padding(
-                data_dir, config.checkpoint, config.max_length, config.batch_size, sts_min, config.seed
+                data_dir, columns, config.batch_size, sts_min, config.seed
             )}
             progress.remove_task(step)
 
