@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from optiminbert.prepared import TaskSplit, split_path
+
 ROOT = Path(__file__).resolve().parents[1]
 HEADERS = {
     "sst": "id,prediction,prob_0,prob_1,prob_2,prob_3,prob_4",
@@ -72,6 +74,12 @@ def test_repro_writes_every_metric_and_report(tiny_repo):
                 lines = (repo / f"predictions/{phase}/{task}-{split}.csv").read_text().splitlines()
                 assert lines[0] == HEADERS[task] and len(lines) > 30
         assert "confusion matrix" in (repo / f"metrics/analysis/{phase}.md").read_text()
+    # A specialist's own section (params.yaml's specialist.sst) sets its batch size, and its
+    # matched steps cover the largest task once at that size: the examples mtl shows each task.
+    largest = max(len(TaskSplit.load(split_path(repo / "data/prepared", t, "train"))) for t in ("sst", "quora", "sts"))
+    runs = {t: json.loads((repo / f"models/specialist/{t}/run.json").read_text())["params"] for t in ("sst", "quora")}
+    assert (runs["sst"]["batch_size"], runs["quora"]["batch_size"]) == (16, 8)
+    assert runs["sst"]["steps_per_epoch"] == -(-largest // 16) and runs["quora"]["steps_per_epoch"] == -(-largest // 8)
     ensemble = json.loads((repo / "metrics/ensemble.json").read_text())
     assert ensemble["members"] == ["mtl", "mtl_embed", "specialist"] and set(ensemble["dev"]) == set(dev)
     report = (repo / "metrics/report.md").read_text()
