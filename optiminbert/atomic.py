@@ -60,5 +60,8 @@ def write_safetensors_atomic(tensors: dict, path: str | Path) -> None:
 def torch_save_atomic(obj: object, path: str | Path) -> None:
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # Saved through a file object: given a path, torch.save names the archive's root folder after
+    # the (random) temporary file, so the same data would hash differently on every run and
+    # `dvc repro` would re-run everything downstream.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)

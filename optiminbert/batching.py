@@ -79,10 +79,18 @@ def length_bucketed_batches(
     order = torch.randperm(len(lengths), generator=generator)
     batches = []
     for chunk in order.split(batch_size * chunk_batches):
-        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
-        batches.extend(chunk.split(batch_size))
-    permutation = torch.randperm(len(batches), generator=generator).tolist()
-    return [batches[i] for i in permutation]
+        batches.extend(by_length(chunk, lengths).split(batch_size))
+    return in_random_order(batches, generator)
+
+
+def by_length(indices: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``indices`` sorted by their ``lengths``, ties in their given (shuffled) order."""
+    return indices[torch.argsort(lengths[indices], stable=True)]
+
+
+def in_random_order(batches: list[torch.Tensor], generator: torch.Generator) -> list[torch.Tensor]:
+    """Batches cut from length-sorted chunks, shuffled so that a pass does not run short to long."""
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def sequential_batches(lengths: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:

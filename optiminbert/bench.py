@@ -268,10 +268,8 @@ def contrastive_padding(data_dir: Path, columns: dict[str, list[list[list[int]]]
     those splits' token ids, as ``task_columns`` gives them."""
     splits = {}
     for task in ("quora", "sts"):
-        split = data.load_split(data_dir, task, "train")
-        labels = torch.tensor([ex.label for ex in split.examples], dtype=torch.float32)
-        tokens = [TokenizedTexts.from_lists(c) for c in columns[task]]
-        splits[task] = TaskSplit(task, "train", [ex.id for ex in split.examples], [ex.texts for ex in split.examples], labels, tokens)
+        examples = data.load_split(data_dir, task, "train").examples
+        splits[task] = TaskSplit.from_examples(task, "train", examples, [TokenizedTexts.from_lists(c) for c in columns[task]])
     pairs = PositivePairs.from_splits(splits, sts_min)
     a, b = (c.lengths for c in pairs.columns)
     generator = torch.Generator().manual_seed(seed)

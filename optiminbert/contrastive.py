@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from optiminbert.batching import TokenizedTexts, pad, sequential_batches
+from optiminbert.batching import TokenizedTexts, by_length, in_random_order, pad, sequential_batches
 from optiminbert.model import BertModel
 from optiminbert.multitask import CONTRASTIVE, mean_pool
 from optiminbert.prepared import TaskSplit
@@ -37,7 +37,7 @@ def no_duplicate_batches(
     chunks = order.split(batch_size * chunk_batches)
     for number, chunk in enumerate(chunks, 1):
         chunk = torch.cat([carried, chunk])
-        remaining = chunk[torch.argsort(lengths[chunk], stable=True)].tolist()
+        remaining = by_length(chunk, lengths).tolist()
         while remaining:
             batch, seen, deferred = [], set(), []
             for i in remaining:
@@ -51,8 +51,7 @@ def no_duplicate_batches(
             batches.append(torch.tensor(batch))
             remaining = deferred
         carried = torch.tensor(remaining, dtype=torch.long)
-    permutation = torch.randperm(len(batches), generator=generator).tolist()
-    return [batches[i] for i in permutation]
+    return in_random_order(batches, generator)
 
 
 @dataclass

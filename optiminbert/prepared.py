@@ -76,6 +76,13 @@ class TaskSplit:
         }
 
     @classmethod
+    def from_examples(cls, task: str, split: str, examples: list[data.Example], columns: list[TokenizedTexts]) -> "TaskSplit":
+        """A loaded split's examples with each text column's token ids (unlabelled test splits get no labels)."""
+        has_labels = examples[0].label is not None
+        labels = torch.tensor([ex.label for ex in examples], dtype=torch.float32) if has_labels else None
+        return cls(task, split, [ex.id for ex in examples], [ex.texts for ex in examples], labels, columns)
+
+    @classmethod
     def load(cls, path: str | Path) -> "TaskSplit":
         path = Path(path)
         if not path.is_file():
@@ -135,9 +142,7 @@ def prepare(
                 TokenizedTexts.from_lists([e.ids for e in tokenizer.encode_batch([ex.texts[c] for ex in examples])])
                 for c in range(len(loaded_split.task.text_columns))
             ]
-            has_labels = examples[0].label is not None
-            labels = torch.tensor([ex.label for ex in examples], dtype=torch.float32) if has_labels else None
-            prepared = TaskSplit(task, split, [ex.id for ex in examples], [ex.texts for ex in examples], labels, columns)
+            prepared = TaskSplit.from_examples(task, split, examples, columns)
             torch_save_atomic(prepared.to_dict(), split_path(out_dir, task, split))
             summary[f"{task}-{split}"] = {
                 "examples": len(examples),
