@@ -74,11 +74,13 @@ def test_repro_writes_every_metric_and_report(tiny_repo):
                 lines = (repo / f"predictions/{phase}/{task}-{split}.csv").read_text().splitlines()
                 assert lines[0] == HEADERS[task] and len(lines) > 30
         assert "confusion matrix" in (repo / f"metrics/analysis/{phase}.md").read_text()
-    # A specialist's own section (params.yaml's specialist.sst) sets its batch size, and its
-    # matched steps cover the largest task once at that size: the examples mtl shows each task.
+    # A specialist's own section (params.yaml's specialist.sst, .quora) sets its batch size or
+    # head lr, and its matched steps cover the largest task once at its batch size: the examples
+    # mtl shows each task.
     largest = max(len(TaskSplit.load(split_path(repo / "data/prepared", t, "train"))) for t in ("sst", "quora", "sts"))
     runs = {t: json.loads((repo / f"models/specialist/{t}/run.json").read_text())["params"] for t in ("sst", "quora")}
     assert (runs["sst"]["batch_size"], runs["quora"]["batch_size"]) == (16, 8)
+    assert (runs["sst"]["head_lr"], runs["quora"]["head_lr"]) == (1e-3, 3e-3)
     assert runs["sst"]["steps_per_epoch"] == -(-largest // 16) and runs["quora"]["steps_per_epoch"] == -(-largest // 8)
     ensemble = json.loads((repo / "metrics/ensemble.json").read_text())
     assert ensemble["members"] == ["mtl", "mtl_embed", "specialist"] and set(ensemble["dev"]) == set(dev)
