@@ -1,0 +1,64 @@
+"""A seed ensemble of specialists, against the committed specialists alone.
+
+Trains the three specialists once per ``--seeds`` entry, each under a temporary directory
+(never models/), then prints every seed's dev scores and the scores of the committed specialists
+(models/specialist, from `dvc repro`) averaged with the first 1, 2, ... extra seeds: class and
+paraphrase probabilities and STS scores averaged, as the `ensemble` stage averages phases.
+Needs `dvc repro` first; about 3.5 minutes per seed on the project's 2-core CPU.
+
+    python benchmarks/seed_ensemble.py --seeds 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dev_probabilities(specialists: Path) -> dict[str, np.ndarray]:
+    from optiminbert.metrics import probabilities
+    from optiminbert.phases import DEV_OUTPUTS, STUDY_TASKS
+
+    return {task: probabilities(task, load_file(specialists / task / DEV_OUTPUTS)[task]) for task in STUDY_TASKS}
+
+
+def scores(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> str:
+    from optiminbert.metrics import decide, overall, task_score
+
+    s = {task: task_score(task, decide(task, p), labels[task]) for task, p in probs.items()}
+    return f"SST {s['sst']:.4f}  Quora {s['quora']:.4f}  STS {s['sts']:.4f}  overall {overall(s['sst'], s['quora'], s['sts']):.4f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", required=True, help="the extra specialists' seeds")
+    args = parser.parse_args()
+    os.chdir(ROOT)  # params.yaml, data/prepared and models/ are relative to the repo root
+    from optiminbert import params, pipeline
+    from optiminbert.phases import STUDY_TASKS
+    from optiminbert.prepared import TaskSplit, split_path
+
+    labels = {task: TaskSplit.load(split_path(pipeline.PREPARED, task, "dev")).labels.numpy() for task in STUDY_TASKS}
+    committed = pipeline.MODELS / "specialist"
+    members = [dev_probabilities(committed)]
+    lines = [f"committed ({params.load()['seed']})".ljust(24) + scores(members[0], labels)]
+    for seed in args.seeds:
+        with tempfile.TemporaryDirectory() as root:
+            pipeline.train_phase(params.load(), "specialist", {"seed": seed}, root=Path(root))
+            members.append(dev_probabilities(Path(root) / committed))
+        lines.append(f"seed {seed} alone".ljust(24) + scores(members[-1], labels))
+        averaged = {task: np.mean([m[task] for m in members], axis=0) for task in STUDY_TASKS}
+        lines.append(f"averaged, {len(members)} seeds".ljust(24) + scores(averaged, labels))
+        print(lines[-2], lines[-1], sep="\n", flush=True)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
