@@ -29,6 +29,10 @@ def dev_probabilities(specialists: Path) -> dict[str, np.ndarray]:
     return {task: probabilities(task, load_file(specialists / task / DEV_OUTPUTS)[task]) for task in STUDY_TASKS}
 
 
+def average(members: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {task: np.mean([m[task] for m in members], axis=0) for task in members[0]}
+
+
 def scores(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> str:
     from optiminbert.metrics import decide, overall, task_score
 
@@ -54,8 +58,7 @@ def main() -> None:
             pipeline.train_phase(params.load(), "specialist", {"seed": seed}, root=Path(root))
             members.append(dev_probabilities(Path(root) / committed))
         lines.append(f"seed {seed} alone".ljust(24) + scores(members[-1], labels))
-        averaged = {task: np.mean([m[task] for m in members], axis=0) for task in STUDY_TASKS}
-        lines.append(f"averaged, {len(members)} seeds".ljust(24) + scores(averaged, labels))
+        lines.append(f"averaged, {len(members)} seeds".ljust(24) + scores(average(members), labels))
         print(lines[-2], lines[-1], sep="\n", flush=True)
     print("\n".join(lines))
 

@@ -1,24 +1,26 @@
-"""benchmarks/specialist_sweep.py: settings parsing, the paired summary, and a tiny real sweep."""
+"""benchmarks/specialist_sweep.py: settings parsing, the paired summary, and a tiny real sweep;
+benchmarks/seed_ensemble.py: its averaging and scoring."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_sweep():
-    spec = importlib.util.spec_from_file_location("specialist_sweep", ROOT / "benchmarks" / "specialist_sweep.py")
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-sweep = load_sweep()
+sweep = load_script("specialist_sweep")
 
 
 def test_settings_parse_to_typed_overrides() -> None:
@@ -55,3 +57,15 @@ def test_a_sweep_run_trains_in_a_temporary_directory(tiny_checkpoint: Path, tiny
     assert run["task"] == "sts" and run["setting"] == "epochs=2,lr=1e-3" and run["seed"] == 3
     assert len(run["dev"]) == 2 and all(-1 <= r <= 1 for r in run["dev"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "params.yaml"]  # nothing written here
+
+
+def test_seed_ensemble_averages_probabilities_then_scores_them() -> None:
+    ensemble = load_script("seed_ensemble")
+    labels = {"sst": np.array([0.0, 1.0]), "quora": np.array([1.0, 0.0]), "sts": np.array([0.0, 5.0, 2.5])}
+    a = {"sst": np.array([[0.6, 0.4, 0, 0, 0]] * 2), "quora": np.array([0.9, 0.6]), "sts": np.array([1.0, 4.0, 2.0])}
+    b = {"sst": np.array([[0.2, 0.8, 0, 0, 0]] * 2), "quora": np.array([0.3, 0.2]), "sts": np.array([0.0, 5.0, 3.0])}
+    # Mean SST probabilities [0.4, 0.6, ...] -> class 1 twice: 1 of 2 right. Mean paraphrase
+    # probabilities 0.6 / 0.4 -> both right (a alone gets 1 of 2). Mean STS 0.5 / 4.5 / 2.5: r = 1.
+    # Overall (0.5 + 1 + (1 + 1) / 2) / 3.
+    assert ensemble.scores(ensemble.average([a, b]), labels) == "SST 0.5000  Quora 1.0000  STS 1.0000  overall 0.8333"
+    assert ensemble.scores(a, labels).startswith("SST 0.5000  Quora 0.5000")
