@@ -4,7 +4,9 @@ Trains the three specialists once per ``--seeds`` entry, each under a temporary 
 (never models/), then prints every seed's dev scores and the scores of the committed specialists
 (models/specialist, from `dvc repro`) averaged with the first 1, 2, ... extra seeds: class and
 paraphrase probabilities and STS scores averaged, as the `ensemble` stage averages phases.
-Needs `dvc repro` first; about 3.5 minutes per seed on the project's 2-core CPU.
+Needs `dvc repro` first, with the params as they are now (`dvc status` clean), so that the
+committed specialists and the new ones differ in their seed only; about 3.5 minutes per seed on
+the project's 2-core CPU.
 
     python benchmarks/seed_ensemble.py --seeds 1 2
 """
@@ -26,7 +28,11 @@ def dev_probabilities(specialists: Path) -> dict[str, np.ndarray]:
     from optiminbert.metrics import probabilities
     from optiminbert.phases import DEV_OUTPUTS, STUDY_TASKS
 
-    return {task: probabilities(task, load_file(specialists / task / DEV_OUTPUTS)[task]) for task in STUDY_TASKS}
+    paths = {task: specialists / task / DEV_OUTPUTS for task in STUDY_TASKS}
+    missing = [str(path) for path in paths.values() if not path.is_file()]
+    if missing:
+        raise SystemExit(f"error: {missing[0]} not found: run `dvc repro` first")
+    return {task: probabilities(task, load_file(path)[task]) for task, path in paths.items()}
 
 
 def average(members: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

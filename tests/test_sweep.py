@@ -69,3 +69,8 @@ def test_seed_ensemble_averages_probabilities_then_scores_them() -> None:
     # Overall (0.5 + 1 + (1 + 1) / 2) / 3.
     assert ensemble.scores(ensemble.average([a, b]), labels) == "SST 0.5000  Quora 1.0000  STS 1.0000  overall 0.8333"
     assert ensemble.scores(a, labels).startswith("SST 0.5000  Quora 0.5000")
+
+
+def test_seed_ensemble_without_committed_specialists_says_what_to_run(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"specialist.sst.dev_outputs.safetensors not found: run `dvc repro` first"):
+        load_script("seed_ensemble").dev_probabilities(tmp_path / "specialist")
