@@ -56,12 +56,13 @@ def main() -> None:
     from optiminbert.prepared import TaskSplit, split_path
 
     labels = {task: TaskSplit.load(split_path(pipeline.PREPARED, task, "dev")).labels.numpy() for task in STUDY_TASKS}
+    loaded = params.load()
     committed = pipeline.MODELS / "specialist"
     members = [dev_probabilities(committed)]
-    lines = [f"committed ({params.load()['seed']})".ljust(24) + scores(members[0], labels)]
+    lines = [f"committed ({loaded['seed']})".ljust(24) + scores(members[0], labels)]
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as root:
-            pipeline.train_phase(params.load(), "specialist", {"seed": seed}, root=Path(root))
+            pipeline.train_phase(loaded, "specialist", {"seed": seed}, root=Path(root))
             members.append(dev_probabilities(Path(root) / committed))
         lines.append(f"seed {seed} alone".ljust(24) + scores(members[-1], labels))
         lines.append(f"averaged, {len(members)} seeds".ljust(24) + scores(average(members), labels))

@@ -175,11 +175,11 @@ def encode_column(tokenizer, texts: list[str]) -> list[list[int]]:
     return [e.ids for e in tokenizer.encode_batch(texts)]
 
 
-def task_columns(data_dir: Path, task: str, checkpoint: str, max_length: int) -> list[list[list[int]]]:
-    """Every text column of a task's train split, tokenized as ``optiminbert prepare`` does."""
+def task_columns(data_dir: Path, task: str, checkpoint: str, max_length: int) -> tuple[list[data.Example], list[list[list[int]]]]:
+    """A task's train examples and every text column of them, tokenized as ``optiminbert prepare`` does."""
     split = data.load_split(data_dir, task, "train")
     tokenizer = load_tokenizer(checkpoint, max_length)
-    return [
+    return split.examples, [
         encode_column(tokenizer, [ex.texts[c] for ex in split.examples])
         for c in range(len(split.task.text_columns))
     ]
@@ -261,15 +261,10 @@ def task_padding(columns: list[list[list[int]]], batch_size: int, max_length: in
     }
 
 
-def contrastive_padding(data_dir: Path, columns: dict[str, list[list[list[int]]]], batch_size: int, sts_min: float, seed: int) -> dict[str, float]:
+def contrastive_padding(splits: dict[str, TaskSplit], batch_size: int, sts_min: float, seed: int) -> dict[str, float]:
     """Padding of the contrastive task's batches (``contrastive.PositivePairs`` of the Quora and
-    STS train splits, each pair's two rows stacked): random batches against the batches training
-    draws (``no_duplicate_batches``: length-bucketed, no text twice in a batch). ``columns`` are
-    those splits' token ids, as ``task_columns`` gives them."""
-    splits = {}
-    for task in ("quora", "sts"):
-        examples = data.load_split(data_dir, task, "train").examples
-        splits[task] = TaskSplit.from_examples(task, "train", examples, [TokenizedTexts.from_lists(c) for c in columns[task]])
+    STS train ``splits``, each pair's two rows stacked): random batches against the batches
+    training draws (``no_duplicate_batches``: length-bucketed, no text twice in a batch)."""
     pairs = PositivePairs.from_splits(splits, sts_min)
     a, b = (c.lengths for c in pairs.columns)
     generator = torch.Generator().manual_seed(seed)
@@ -577,7 +572,7 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
         ours.to(device).train()
         hf.to(device).train()
         enc = ours.config
-        sst = task_columns(data_dir, "sst", config.checkpoint, config.max_length["sst"])[0]
+        sst = task_columns(data_dir, "sst", config.checkpoint, config.max_length["sst"])[1][0]
         train_batches = padded_batches(sst, config.batch_size, config.train_batches, config.seed)
         infer_batches = padded_batches(sst, config.eval_batch_size, config.infer_batches, config.seed + 1)
         progress.remove_task(step)
@@ -651,16 +646,19 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
         # Padding of bucketed vs random batches on every task's real training lengths.
         if config.padding:
             step = progress.add_task("padding per task", total=len(data.TASKS))
-            results["padding"], columns = {}, {}
+            results["padding"], pair_splits = {}, {}
             for task in data.TASKS:
-                cols = [sst] if task == "sst" else task_columns(data_dir, task, config.checkpoint, config.max_length[task])
-                columns[task] = cols
+                if task == "sst":
+                    cols = [sst]
+                else:
+                    examples, cols = task_columns(data_dir, task, config.checkpoint, config.max_length[task])
+                    if task in ("quora", "sts"):  # the contrastive task's sources, read once
+                        tokens = [TokenizedTexts.from_lists(c) for c in cols]
+                        pair_splits[task] = TaskSplit.from_examples(task, "train", examples, tokens)
                 results["padding"][task] = task_padding(cols, config.batch_size, config.max_length[task], config.seed)
                 progress.advance(step)
             sts_min = resolve(config.params, "specialist")["contrastive_sts_min"]
-            results["padding"]["contrastive"] = {"siamese": contrastive_padding(
-                data_dir, columns, config.batch_size, sts_min, config.seed
-            )}
+            results["padding"]["contrastive"] = {"siamese": contrastive_padding(pair_splits, config.batch_size, sts_min, config.seed)}
             progress.remove_task(step)
 
     # Outside the progress display above: the training loop shows its own.
