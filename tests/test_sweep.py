@@ -1,5 +1,5 @@
 """benchmarks/specialist_sweep.py: settings parsing, the paired summary, and a tiny real sweep;
-benchmarks/seed_ensemble.py: its averaging and scoring; benchmarks/two_passes.py: a tiny real run."""
+benchmarks/seed_ensemble.py: its averaging and scoring."""
 
 from __future__ import annotations
 
@@ -74,22 +74,3 @@ def test_seed_ensemble_averages_probabilities_then_scores_them() -> None:
 def test_seed_ensemble_without_committed_specialists_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"specialist.sst.dev_outputs.safetensors not found: run `dvc repro` first"):
         load_script("seed_ensemble").dev_probabilities(tmp_path / "specialist")
-
-
-def test_two_passes_benchmark_times_both_layouts_and_restores_two_passes(
-    tiny_checkpoint: Path, tiny_prepared: Path, tmp_path: Path, monkeypatch, capsys
-) -> None:
-    from optiminbert import multitask
-
-    script = load_script("two_passes")
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "prepared").symlink_to(tiny_prepared)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"batch_size": 8, "eval_batch_size": 16, "max_length": 32}))
-    monkeypatch.setattr(script, "ROOT", tmp_path)
-    monkeypatch.chdir(tmp_path)
-    real = multitask.two_passes
-    script.main(["--task", "sts", "--steps", "2", "--runs", "2", "--checkpoint", str(tiny_checkpoint)])
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] + " " + line.split()[1] for line in lines[:3]] == ["one pass", "one pass", "two passes"]
-    assert "warm-up" in lines[0] and "as fast" in lines[-1]
-    assert multitask.two_passes is real
