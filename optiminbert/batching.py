@@ -93,30 +93,6 @@ def in_random_order(batches: list[torch.Tensor], generator: torch.Generator) -> 
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-# Two-pass split points are multiples of this many rows. A free split point gives almost every
-# training step new matmul shapes (458 distinct in a Quora epoch against 42 in one pass), and CPU
-# kernels are prepared per shape: whole runs got 14% slower. Multiples of 16 leave 73 shapes.
-SPLIT_ROWS = 16
-
-
-def two_passes(lengths: torch.Tensor, multiple: int = SPLIT_ROWS) -> list[torch.Tensor]:
-    """A batch's rows split into the two passes that pad least: the k shortest rows, padded to
-    the k-th length, then the rest, padded to the longest, with k a multiple of ``multiple``
-    chosen to minimise the token slots; one pass when splitting saves nothing.
-
-    For siamese pair batches, whose 2B rows (both sentences of every pair) pad to the longest
-    sentence in one pass: on the Quora and STS train data this cuts the padded share of slots
-    from 16.7% / 11.9% to 9.1% / 6.4% (``optiminbert bench``'s padding table), in the same batches."""
-    order = torch.argsort(lengths, stable=True)
-    ascending = lengths[order]
-    n = len(order)
-    k = torch.arange(1, n + 1, device=lengths.device)
-    slots = k * ascending + (n - k) * ascending[-1]  # k = n: one pass
-    slots[(k % multiple != 0) & (k != n)] = slots[-1] + 1  # not a split point
-    cut = int(torch.argmin(slots)) + 1
-    return [order[:cut], order[cut:]] if slots[cut - 1] < slots[-1] else [order]
-
-
 def sequential_batches(lengths: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
     """Evaluation order: sorted by length for little padding (callers scatter results back)."""
     yield from torch.argsort(lengths, stable=True).split(batch_size)

@@ -40,7 +40,7 @@ import torch
 
 from optiminbert import data, phases
 from optiminbert.atomic import write_text_atomic
-from optiminbert.batching import TokenizedTexts, length_bucketed_batches, pad, two_passes
+from optiminbert.batching import TokenizedTexts, length_bucketed_batches, pad
 from optiminbert.checkpoints import resolve_checkpoint
 from optiminbert.contrastive import PositivePairs
 from optiminbert.model import BertConfig, BertModel, ours_to_hf
@@ -237,9 +237,8 @@ def task_padding(columns: list[list[list[int]]], batch_size: int, max_length: in
     """Padding of random vs length-bucketed batches, for every way this task's rows are batched.
 
     Single sentences: one row each. Pairs: ``cross`` joins [CLS] a [SEP] b [SEP] (``join_pair``,
-    cut at max_length); ``siamese`` stacks all a and all b rows into one batch of 2B rows, in one
-    pass (GPUs; CPU inference packs its tokens) or in the ``two_passes`` that pad least, as CPU
-    training encodes them (``siamese, 2 passes``). Bucketing sorts as training does (``TaskSplit.padded_lengths``): by len(a) + len(b) for
+    cut at max_length); ``siamese`` stacks all a and all b rows into one batch of 2B rows.
+    Bucketing sorts as training does (``TaskSplit.padded_lengths``): by len(a) + len(b) for
     cross-encoded pairs, by max(len(a), len(b)) for siamese ones.
     """
     lens = [torch.tensor([len(s) for s in col]) for col in columns]
@@ -252,7 +251,6 @@ def task_padding(columns: list[list[list[int]]], batch_size: int, max_length: in
         layouts = {
             "cross": (lens[0] + lens[1], lambda idx: [joined[idx]]),
             "siamese": (torch.maximum(lens[0], lens[1]), lambda idx: [torch.cat([lens[0][idx], lens[1][idx]])]),
-            "siamese, 2 passes": (torch.maximum(lens[0], lens[1]), lambda idx: in_two_passes(torch.cat([lens[0][idx], lens[1][idx]]))),
         }
     return {
         layout: {
@@ -263,12 +261,7 @@ def task_padding(columns: list[list[list[int]]], batch_size: int, max_length: in
     }
 
 
-def in_two_passes(rows: torch.Tensor) -> list[torch.Tensor]:
-    """A siamese batch's row lengths, grouped in the passes CPU training encodes them in."""
-    return [rows[group] for group in two_passes(rows)]
-
-
-def contrastive_padding(splits: dict[str, TaskSplit], batch_size: int, sts_min: float, seed: int) -> dict[str, dict[str, float]]:
+def contrastive_padding(splits: dict[str, TaskSplit], batch_size: int, sts_min: float, seed: int) -> dict[str, float]:
     """Padding of the contrastive task's batches (``contrastive.PositivePairs`` of the Quora and
     STS train ``splits``, each pair's two rows stacked): random batches against the batches
     training draws (``no_duplicate_batches``: length-bucketed, no text twice in a batch)."""
@@ -279,11 +272,7 @@ def contrastive_padding(splits: dict[str, TaskSplit], batch_size: int, sts_min: 
         "random": torch.randperm(len(pairs), generator=generator).split(batch_size),
         "bucketed": pairs.shuffled_batches(batch_size, generator),
     }
-    rows = {name: [torch.cat([a[idx], b[idx]]) for idx in order] for name, order in orders.items()}
-    return {
-        layout: {name: padding_fraction([g for r in batches for g in split(r)]) for name, batches in rows.items()}
-        for layout, split in (("siamese", lambda r: [r]), ("siamese, 2 passes", in_two_passes))
-    }
+    return {name: padding_fraction([torch.cat([a[idx], b[idx]]) for idx in order]) for name, order in orders.items()}
 
 
 # -- timing ----------------------------------------------------------------------------------
@@ -669,7 +658,7 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
                 results["padding"][task] = task_padding(cols, config.batch_size, config.max_length[task], config.seed)
                 progress.advance(step)
             sts_min = resolve(config.params, "specialist")["contrastive_sts_min"]
-            results["padding"]["contrastive"] = contrastive_padding(pair_splits, config.batch_size, sts_min, config.seed)
+            results["padding"]["contrastive"] = {"siamese": contrastive_padding(pair_splits, config.batch_size, sts_min, config.seed)}
             progress.remove_task(step)
 
     # Outside the progress display above: the training loop shows its own.
@@ -801,14 +790,13 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
         lines += [
             f"Padding: share of padded token slots, batch {config.batch_size}, whole train splits, "
             "max_length " + ", ".join(f"{t} {n}" for t, n in config.max_length.items()),
-            f"  {'task':<13}{'layout':<19}{'random':>9}{'length-bucketed':>17}",
+            f"  {'task':<13}{'layout':<9}{'random':>9}{'length-bucketed':>17}",
         ]
         for task, layouts in results["padding"].items():
             for layout, r in layouts.items():
-                lines.append(f"  {task:<13}{layout:<19}{r['random']:>9.1%}{r['bucketed']:>17.1%}")
+                lines.append(f"  {task:<13}{layout:<9}{r['random']:>9.1%}{r['bucketed']:>17.1%}")
         lines += [
-            "  (cross: [CLS] a [SEP] b [SEP] as one row; siamese: a and b rows stacked in one batch, padded in one pass",
-            "   (GPUs; CPU inference packs its tokens) or in the two passes that pad least (CPU training, two_passes);",
+            "  (cross: [CLS] a [SEP] b [SEP] as one row; siamese: a and b rows stacked in one batch;",
             "   bucketing sorts within chunks of 50 batches by what a batch pads to, as training does:",
             "   len(a) + len(b) for cross, max(len a, len b) for siamese;",
             "   contrastive: the positive pairs of Quora and STS train, batched without repeated texts)",

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optiminbert.batching import two_passes
 from optiminbert.data import TASKS
 from optiminbert.errors import UserError
 from optiminbert.model import BertModel
@@ -79,40 +78,22 @@ class MultitaskBert(nn.Module):
         """Class logits (B, C) for sentiment, one logit (B,) for paraphrase, a 0..5 score (B,) for STS,
         the (B, 2, d) sentence embeddings of positive pairs for the contrastive task."""
         if task == CONTRASTIVE:
-            return torch.stack(self._embed_rows(batch).chunk(2), dim=1)
+            out = self.encoder(batch["input_ids"], batch["attention_mask"])
+            return torch.stack(self.embedding(out.last_hidden_state, batch["attention_mask"]).chunk(2), dim=1)
         spec = TASKS[task]
         if "features" in batch:  # frozen encoder: features were computed once, up front
             return self.heads[task](self.dropout(batch["features"]))
-        if self.pairs == "siamese" and spec.kind != "classification":
-            u, v = self._embed_rows(batch).chunk(2)  # pair batches stack all first sentences, then all second ones
-            if spec.kind == "binary":
-                return self.heads[task](self.dropout(torch.cat([u, v, (u - v).abs()], dim=-1))).squeeze(-1)
-            return STS_SCALE * F.cosine_similarity(u, v, dim=-1)
         out = self.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
         if self.pairs == "cross":
             logits = self.heads[task](self.dropout(self._pool(out, batch["attention_mask"])))
             return logits if spec.kind == "classification" else logits.squeeze(-1)
         u = self.embedding(out.last_hidden_state, batch["attention_mask"])
-        return self.heads[task](self.dropout(torch.cat([out.pooler_output, u], dim=-1)))
-
-    def _embed_rows(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The sentence embedding of every row of a siamese pair batch, in the batch's order.
-
-        One pass pads both sentences of every pair to the batch's longest sentence. CPU training
-        pays for every token slot, so it encodes the rows in the two passes that pad least
-        (``two_passes``); inference packs tokens on CPU (padding costs no matmul there), and GPUs,
-        bound by kernel launches at this size, keep one pass. Same embeddings either way, up to
-        float rounding: a right-padded row's real tokens never see its padding."""
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        if ids.device.type != "cpu" or not torch.is_grad_enabled():
-            return self.embedding(self.encoder(ids, mask).last_hidden_state, mask)
-        lengths = mask.sum(1)
-        passes = two_passes(lengths)
-        parts = []
-        for rows in passes:
-            width = int(lengths[rows].max())
-            parts.append(self.embedding(self.encoder(ids[rows, :width], mask[rows, :width]).last_hidden_state, mask[rows, :width]))
-        return torch.cat(parts)[torch.argsort(torch.cat(passes))]
+        if spec.kind == "classification":
+            return self.heads[task](self.dropout(torch.cat([out.pooler_output, u], dim=-1)))
+        u, v = u.chunk(2)  # siamese pair batches stack all first sentences, then all second ones
+        if spec.kind == "binary":
+            return self.heads[task](self.dropout(torch.cat([u, v, (u - v).abs()], dim=-1))).squeeze(-1)
+        return STS_SCALE * F.cosine_similarity(u, v, dim=-1)
 
     def _pool(self, out, mask: torch.Tensor) -> torch.Tensor:
         return out.pooler_output if self.pooling == "cls" else mean_pool(out.last_hidden_state, mask)

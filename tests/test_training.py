@@ -17,12 +17,12 @@ import torch
 import transformers
 from safetensors.torch import load_file
 
-from optiminbert import evaluation, multitask, phases
-from optiminbert.batching import SPLIT_ROWS, join_pair, length_bucketed_batches, pad, two_passes
+from optiminbert import evaluation, phases
+from optiminbert.batching import join_pair, length_bucketed_batches
 from optiminbert.errors import UserError
 from optiminbert.metrics import normalised, overall, task_score
 from optiminbert.model import BertModel
-from optiminbert.multitask import CONTRASTIVE, STS_SCALE, MultitaskBert, SentenceEmbedding, mean_pool
+from optiminbert.multitask import STS_SCALE, MultitaskBert, SentenceEmbedding, mean_pool
 from optiminbert.params import resolve
 from optiminbert.prepared import TaskSplit, split_path
 from optiminbert.roundrobin import RoundRobin
@@ -109,31 +109,6 @@ def test_length_bucketed_batches_cover_every_index_once() -> None:
         assert lengths[batch].tolist() == sorted(lengths[batch].tolist())
 
 
-def test_two_passes_split_rows_where_the_token_slots_are_fewest() -> None:
-    # Any split point (multiple=1). Sorted: 2 3 3 4 | 12 13 14 15. The k shortest rows padded to
-    # the k-th length, the rest to 15: k=3: 9 + 75 = 84 slots, k=4: 16 + 60 = 76, k=5: 60 + 45 = 105;
-    # one pass (k=8): 120.
-    short, long = two_passes(torch.tensor([3, 12, 4, 15, 2, 3, 14, 13]), multiple=1)
-    assert sorted(short.tolist()) == [0, 2, 4, 5] and sorted(long.tolist()) == [1, 3, 6, 7]
-    # k=1: 2 + 2 * 10 = 22 slots against 30 in one pass.
-    assert [g.tolist() for g in two_passes(torch.tensor([10, 2, 10]), multiple=1)] == [[1], [0, 2]]
-    # Nothing to save with equal lengths: one pass.
-    assert [g.tolist() for g in two_passes(torch.tensor([5, 5, 5]), multiple=1)] == [[0, 1, 2]]
-
-
-def test_two_passes_split_only_at_multiples_of_split_rows() -> None:
-    # 20 rows of 5 tokens, 28 of 30. Free: k=20 (100 + 28 * 30 = 940 slots). At multiples of 16:
-    # k=16: 80 + 32 * 30 = 1040, k=32: 1440, one pass: 1440; so the first 16 of the short rows.
-    lengths = torch.tensor([5] * 20 + [30] * 28)[torch.randperm(48, generator=torch.Generator().manual_seed(0))]
-    assert SPLIT_ROWS == 16
-    short, long = two_passes(lengths)
-    assert len(short) == 16 and lengths[short].eq(5).all() and len(long) == 32
-    assert sorted(torch.cat([short, long]).tolist()) == list(range(48))
-    assert len(two_passes(lengths, multiple=1)[0]) == 20
-    # Fewer than 2 * 16 rows: no split point but one pass.
-    assert len(two_passes(lengths[:31])) == 1
-
-
 def encoded(*body: int) -> list[int]:
     return [CLS, *body, SEP]
 
@@ -189,30 +164,6 @@ def test_output_shapes_of_every_task_in_both_designs(encoder: BertModel, pairs: 
         assert model("quora", random_batch(pair_rows, vocab, pair=pairs == "cross")).shape == (rows,)
         assert model("sts", random_batch(pair_rows, vocab, pair=pairs == "cross")).shape == (rows,)
     assert ("sts" in model.heads) == (pairs == "cross")  # siamese STS is the cosine, no head
-
-
-def test_cpu_training_encodes_siamese_pairs_in_two_passes_with_one_pass_results(tiny_checkpoint: Path, monkeypatch) -> None:
-    """CPU training runs a siamese pair batch's rows in the two passes that pad least; outputs
-    and gradients must be those of one pass over the padded batch, up to float rounding."""
-    vocab = BertModel.from_pretrained(tiny_checkpoint).config.vocab_size
-    generator = torch.Generator().manual_seed(3)
-    batch = pad([[CLS, *torch.randint(5, vocab, (n,), generator=generator).tolist(), SEP] for n in (3, 12, 4, 15, 2, 3, 14, 13) * 4])
-    assert [len(rows) for rows in two_passes(batch["attention_mask"].sum(1))] == [16, 16]  # 2-4 tokens, 12-15
-    results = []
-    for split in (True, False):
-        if not split:
-            monkeypatch.setattr(multitask, "two_passes", lambda lengths: [torch.arange(len(lengths))])
-        torch.manual_seed(0)
-        model = MultitaskBert(BertModel.from_pretrained(tiny_checkpoint), ["quora", "sts"], pairs="siamese").eval()  # no dropout
-        outputs = [model(task, batch) for task in ("quora", "sts", CONTRASTIVE)]
-        sum(o.sum() for o in outputs).backward()
-        results.append(([o.detach() for o in outputs], {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
-    (two, two_grads), (one, one_grads) = results
-    for a, b in zip(two, one):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
-    assert two_grads.keys() == one_grads.keys() and len(two_grads) > 0
-    for name in two_grads:
-        torch.testing.assert_close(two_grads[name], one_grads[name], atol=1e-4, rtol=1e-4, msg=name)
 
 
 def test_siamese_sts_is_five_times_the_cosine_of_the_embeddings(encoder: BertModel) -> None:
