@@ -40,7 +40,7 @@ import torch
 
 from optiminbert import data, phases
 from optiminbert.atomic import write_text_atomic
-from optiminbert.batching import TokenizedTexts, length_bucketed_batches, pad
+from optiminbert.batching import TokenizedTexts, length_bucketed_batches, pad, sequential_batches
 from optiminbert.checkpoints import resolve_checkpoint
 from optiminbert.contrastive import PositivePairs
 from optiminbert.model import BertConfig, BertModel, ours_to_hf
@@ -75,6 +75,9 @@ class BenchConfig:
     train_reps: int = 5  # timed repetitions per model (after one untimed warm-up each)
     infer_batches: int = 3
     infer_reps: int = 5
+    eval_sets: bool = True  # also time inference on every dev split, batched as the evaluation stage batches it
+    eval_batches: int = 0  # batches per dev split, spread over its lengths (0: all of them)
+    eval_reps: int = 3
     matmul_size: int = 0  # 0: 2048 on CPU, 8192 on CUDA
     matmul_reps: int = 5
     memory: bool = True
@@ -105,7 +108,7 @@ class BenchConfig:
     def quick(cls, **overrides: Any) -> "BenchConfig":
         settings = dict(
             smoke=True, fp32_too=False, train_batches=2, train_reps=2, infer_batches=1, infer_reps=2, matmul_reps=3,
-            phase_steps=0,
+            eval_batches=1, eval_reps=1, phase_steps=0,
         )
         settings.update(overrides)
         return cls(**settings)
@@ -175,9 +178,11 @@ def encode_column(tokenizer, texts: list[str]) -> list[list[int]]:
     return [e.ids for e in tokenizer.encode_batch(texts)]
 
 
-def task_columns(data_dir: Path, task: str, checkpoint: str, max_length: int) -> tuple[list[data.Example], list[list[list[int]]]]:
-    """A task's train examples and every text column of them, tokenized as ``optiminbert prepare`` does."""
-    split = data.load_split(data_dir, task, "train")
+def task_columns(
+    data_dir: Path, task: str, checkpoint: str, max_length: int, split_name: str = "train"
+) -> tuple[list[data.Example], list[list[list[int]]]]:
+    """A task split's examples and every text column of them, tokenized as ``optiminbert prepare`` does."""
+    split = data.load_split(data_dir, task, split_name)
     tokenizer = load_tokenizer(checkpoint, max_length)
     return split.examples, [
         encode_column(tokenizer, [ex.texts[c] for ex in split.examples])
@@ -195,6 +200,27 @@ def padded_batches(sequences: list[list[int]], batch_size: int, count: int, seed
     for indices in chosen:
         batch = pad([sequences[i] for i in indices.tolist()])
         batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
+        batches.append(batch)
+    return batches
+
+
+# What the evaluation stage scores: every dev split, in each layout a phase encodes it.
+EVAL_SETS = [("sst", "single"), ("cfimdb", "single"), ("quora", "siamese"), ("quora", "cross"), ("sts", "siamese"), ("sts", "cross")]
+
+
+def evaluation_batches(data_dir: Path, task: str, pairs: str, config: BenchConfig) -> list[dict]:
+    """A dev split cut as ``train.predict`` cuts it (sorted by padded length, ``eval_batch_size``
+    examples a batch, siamese pairs as 2B rows): ``config.eval_batches`` of them spread over the
+    lengths, or all."""
+    examples, cols = task_columns(data_dir, task, config.checkpoint, config.max_length[task], "dev")
+    split = TaskSplit.from_examples(task, "dev", examples, [TokenizedTexts.from_lists(c) for c in cols])
+    order = list(sequential_batches(split.padded_lengths(pairs), config.eval_batch_size))
+    if config.eval_batches:
+        order = order[:: -(-len(order) // config.eval_batches)]
+    batches = []
+    for indices in order:
+        batch = split.batch(indices, pairs, config.max_length[task])
+        batch.pop("labels", None)
         batches.append(batch)
     return batches
 
@@ -234,7 +260,9 @@ def padding_fraction(row_lengths: list[torch.Tensor]) -> float:
 
 
 def task_padding(columns: list[list[list[int]]], batch_size: int, max_length: int, seed: int) -> dict[str, dict[str, float]]:
-    """Padding of random vs length-bucketed batches, for every way this task's rows are batched.
+    """Padding of random vs length-bucketed batches, for every way this task's rows are batched,
+    and its floor: each example alone in a batch, so a siamese pair's shorter sentence still pads
+    to its longer one (the least padding any batching of pairs in one pass can reach).
 
     Single sentences: one row each. Pairs: ``cross`` joins [CLS] a [SEP] b [SEP] (``join_pair``,
     cut at max_length); ``siamese`` stacks all a and all b rows into one batch of 2B rows.
@@ -255,7 +283,10 @@ def task_padding(columns: list[list[list[int]]], batch_size: int, max_length: in
     return {
         layout: {
             name: padding_fraction([r for idx in order for r in rows(idx)])
-            for name, order in (("random", random), ("bucketed", length_bucketed_batches(key, batch_size, generator)))
+            for name, order in (
+                ("random", random), ("bucketed", length_bucketed_batches(key, batch_size, generator)),
+                ("floor", torch.arange(len(key)).split(1)),
+            )
         }
         for layout, (key, rows) in layouts.items()
     }
@@ -271,6 +302,7 @@ def contrastive_padding(splits: dict[str, TaskSplit], batch_size: int, sts_min: 
     orders = {
         "random": torch.randperm(len(pairs), generator=generator).split(batch_size),
         "bucketed": pairs.shuffled_batches(batch_size, generator),
+        "floor": torch.arange(len(pairs)).split(1),
     }
     return {name: padding_fraction([torch.cat([a[idx], b[idx]]) for idx in order]) for name, order in orders.items()}
 
@@ -622,6 +654,27 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
             )
             results["infer"][label] = summarise(seconds, int(infer_lengths.sum()), encoder_flops(enc, infer_lengths, False))
             progress.remove_task(step)
+
+        # Inference again, on the batches the evaluation stage scores.
+        if config.eval_sets:
+            step = progress.add_task(
+                f"inference on the dev sets, {name(main_dtype)}", total=len(EVAL_SETS) * 2 * (config.eval_reps + 1)
+            )
+            ours.eval(), hf.eval()
+            results["eval_sets"] = {}
+            for task, pairs in EVAL_SETS:
+                batches = on_device(evaluation_batches(data_dir, task, pairs, config))
+                lengths = real_lengths(batches)
+                seconds = interleaved(
+                    inference_pass(ours, batches, device, main_dtype), inference_pass(hf, batches, device, main_dtype),
+                    config.eval_reps, device, lambda: progress.advance(step),
+                )
+                results["eval_sets"][f"{task} {pairs}"] = {
+                    **summarise(seconds, int(lengths.sum()), encoder_flops(enc, lengths, False)),
+                    "batches": len(batches), "tokens": int(lengths.sum()),
+                    "padding": padding_fraction([b["attention_mask"].sum(1) for b in batches]),
+                }
+            progress.remove_task(step)
         del hf, optimizers
 
         if config.compile:
@@ -731,6 +784,29 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
                 f"{_fmt_rate(r['ours_flops_per_s']):>12}{r['ours_flops_per_s'] / peak:>9.1%}"
             )
         lines.append("")
+    if "eval_sets" in results:
+        sets = results["eval_sets"]
+        reps = len(next(iter(sets.values()))["ours_seconds"])
+        lines += [
+            f"Inference on the batches the evaluation stage scores ({main_label}): every dev split cut as train.predict cuts it",
+            f"  (sorted by length, batch {config.eval_batch_size}; siamese: a pair's two sentences as two rows of one batch);"
+            + (f" {config.eval_batches} batch(es) per split, spread over its lengths;" if config.eval_batches else ""),
+            "  each model runs as it would there: ours packs a CPU batch's real tokens (padding costs it no matmul), HF pads;",
+            f"  {reps} timed repetitions per model after one warm-up, interleaved ABBA; medians",
+            f"  {'dev split':<18}{'batches':>8}{'real tokens':>13}{'padding':>9}{'ours tok/s':>12}{'HF tok/s':>12}{'ours/HF':>9}  (per-rep range)",
+        ]
+        for set_name, r in sets.items():
+            lines.append(
+                f"  {set_name:<18}{r['batches']:>8}{r['tokens']:>13,}{r['padding']:>9.1%}{r['ours_tokens_per_s']:>12,.0f}"
+                f"{r['hf_tokens_per_s']:>12,.0f}{r['ratio']:>8.2f}x  ({r['paired_ratio_min']:.2f}-{r['paired_ratio_max']:.2f})"
+            )
+        tokens = sum(r["tokens"] for r in sets.values())
+        ours_s, hf_s = (sum(r["tokens"] / r[f"{m}_tokens_per_s"] for r in sets.values()) for m in ("ours", "hf"))
+        lines += [
+            f"  {'all of them':<18}{sum(r['batches'] for r in sets.values()):>8}{tokens:>13,}{'':>9}{tokens / ours_s:>12,.0f}"
+            f"{tokens / hf_s:>12,.0f}{hf_s / ours_s:>8.2f}x  (sum of the medians)",
+            "",
+        ]
     if results["device"] == "cuda":
         gpu = results["machine"].get("gpu", "")
         spec = next((v for k, v in SPEC_BF16_PEAK.items() if k in gpu), None)
@@ -790,16 +866,18 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
         lines += [
             f"Padding: share of padded token slots, batch {config.batch_size}, whole train splits, "
             "max_length " + ", ".join(f"{t} {n}" for t, n in config.max_length.items()),
-            f"  {'task':<13}{'layout':<9}{'random':>9}{'length-bucketed':>17}",
+            f"  {'task':<13}{'layout':<9}{'random':>9}{'length-bucketed':>17}{'floor':>8}",
         ]
         for task, layouts in results["padding"].items():
             for layout, r in layouts.items():
-                lines.append(f"  {task:<13}{layout:<9}{r['random']:>9.1%}{r['bucketed']:>17.1%}")
+                lines.append(f"  {task:<13}{layout:<9}{r['random']:>9.1%}{r['bucketed']:>17.1%}{r['floor']:>8.1%}")
         lines += [
             "  (cross: [CLS] a [SEP] b [SEP] as one row; siamese: a and b rows stacked in one batch;",
             "   bucketing sorts within chunks of 50 batches by what a batch pads to, as training does:",
             "   len(a) + len(b) for cross, max(len a, len b) for siamese;",
-            "   contrastive: the positive pairs of Quora and STS train, batched without repeated texts)",
+            "   contrastive: the positive pairs of Quora and STS train, batched without repeated texts;",
+            "   floor: each example alone, so a siamese pair's shorter sentence still pads to its longer one:",
+            "   the least padding any batching of a pair's two sentences in one forward pass can reach)",
             "",
         ]
     return "\n".join(lines)

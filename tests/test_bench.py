@@ -136,15 +136,39 @@ def test_bucketing_pads_far_less_than_random_batches() -> None:
 
     a, b = random_sequences(2000, seed=7), random_sequences(2000, seed=8)
     pairs = bench.task_padding([a, b], 32, 48, seed=0)
-    assert set(pairs) == {"cross", "siamese"} and set(pairs["cross"]) == {"random", "bucketed"}
+    assert set(pairs) == {"cross", "siamese"} and set(pairs["cross"]) == {"random", "bucketed", "floor"}
     assert pairs["cross"]["bucketed"] < 0.10 < pairs["cross"]["random"]
     assert pairs["siamese"]["bucketed"] < pairs["siamese"]["random"]
+
+
+def test_padding_floor_is_each_pairs_own_length_gap() -> None:
+    # Pairs (5, 3) and (4, 4): alone, the first pads its shorter row by 2 of 10 slots, the second
+    # not at all, so the floor is 2 / 18; single rows and cross-encoded pairs have none.
+    a, b = [5 * [7], 4 * [7]], [3 * [7], 4 * [7]]
+    floors = {layout: r["floor"] for layout, r in bench.task_padding([a, b], 2, 48, seed=0).items()}
+    assert floors == {"cross": 0, "siamese": pytest.approx(2 / 18)}
+    assert bench.task_padding([a], 2, 48, seed=0)["single"]["floor"] == 0
+
+
+def test_evaluation_batches_hold_every_dev_row_once(tiny_data: Path, tiny_checkpoint: Path) -> None:
+    lengths = {t: 32 for t in bench.data.TASKS}
+    config = bench.BenchConfig(checkpoint=str(tiny_checkpoint), eval_batch_size=4, max_length=lengths)
+    _, (a, b) = bench.task_columns(tiny_data, "quora", str(tiny_checkpoint), 32, "dev")
+    siamese = bench.evaluation_batches(tiny_data, "quora", "siamese", config)
+    assert [len(x["input_ids"]) for x in siamese[:-1]] == [8] * (len(siamese) - 1)  # 4 pairs: 8 rows
+    assert sorted(int(n) for x in siamese for n in x["attention_mask"].sum(1)) == sorted(map(len, a + b))
+    assert all("labels" not in x for x in siamese)
+    cross = bench.evaluation_batches(tiny_data, "quora", "cross", config)
+    assert sum(len(x["input_ids"]) for x in cross) == len(a) and all("token_type_ids" in x for x in cross)
+    spread = bench.evaluation_batches(tiny_data, "quora", "siamese", bench.BenchConfig(**{**config.__dict__, "eval_batches": 2}))
+    assert len(spread) == 2 and torch.equal(spread[0]["input_ids"], siamese[0]["input_ids"])
 
 
 def test_quick_run_end_to_end(tiny_checkpoint: Path, tiny_data: Path, tiny_prepared: Path, tmp_path: Path, capsys) -> None:
     config = bench.BenchConfig.quick(
         checkpoint=str(tiny_checkpoint), data=str(tiny_data), device="cpu", fp32_too=True,
         batch_size=8, eval_batch_size=16, matmul_size=128, train_reps=1, infer_reps=1,
+        max_length={t: 32 for t in bench.data.TASKS},
         phase_steps=2, prepared=str(tiny_prepared), params={"batch_size": 8, "eval_batch_size": 16, "max_length": 32},
     )
     results = bench.run(config, tmp_path / "results")
@@ -161,6 +185,8 @@ def test_quick_run_end_to_end(tiny_checkpoint: Path, tiny_data: Path, tiny_prepa
         assert memory["rss_peak_mib"] > 0 and memory["rss_peak_mib"] >= memory["rss_before_mib"] * 0.5
     assert set(results["padding"]) == {"sst", "cfimdb", "quora", "sts", "contrastive"}
     assert all(0 <= v < 1 for layouts in results["padding"].values() for r in layouts.values() for v in r.values())
+    assert list(results["eval_sets"]) == [f"{task} {pairs}" for task, pairs in bench.EVAL_SETS]
+    assert all(r["batches"] == 1 and r["ratio"] > 0 and 0 <= r["padding"] < 1 for r in results["eval_sets"].values())
 
     # Every pipeline run that takes encoder steps went through the real training loop.
     assert list(results["phases"]) == [name for name, _, _ in bench.PHASE_RUNS]
@@ -173,6 +199,7 @@ def test_quick_run_end_to_end(tiny_checkpoint: Path, tiny_data: Path, tiny_prepa
     assert results["machine"]["torch"] in written and results["machine"]["cpu"] in written
     assert "ours/HF" in written and "Peak memory" in written and "method:" in written
     assert "Each phase's training loop" in written and "specialist-quora" in written
+    assert "quora siamese" in written and "all of them" in written
 
 
 def test_quick_and_full_configs_differ() -> None:
