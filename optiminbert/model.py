@@ -140,6 +140,32 @@ class Embeddings(nn.Module):
         return self.dropout(self.norm(x))
 
 
+# CPU attention is plain matmuls and a softmax. SDPA would apply dropout through its unfused
+# math path anyway, and without dropout its fused kernel was 1.5-3.4x slower than these matmuls
+# run over chunks of batch rows whose (heads, length, length) fp32 scores fit in about 1 MiB,
+# so they stay in a core's cache (bf16 batches of 128 at lengths 16-200, this project's 2-core
+# AMD EPYC; unchunked, the matmuls lost to it beyond about 32 tokens). Only inference chunks:
+# with autograd, chunks made training runs 4-6% slower (README, Performance).
+SCORES_CHUNK_BYTES = 1 << 20
+
+
+def cpu_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, dropout_p: float) -> torch.Tensor:
+    """softmax(q kᵀ / √d + bias) v for (batch, heads, length, d) inputs, ``dropout_p`` on the
+    attention weights (with ``dropout``'s faster masks); without autograd, a cache-sized chunk
+    of rows at a time."""
+    rows = q.shape[0]
+    if not torch.is_grad_enabled():
+        rows = max(1, SCORES_CHUNK_BYTES // (4 * q.shape[1] * q.shape[2] * k.shape[2]))
+    outputs = []
+    for start in range(0, q.shape[0], rows):
+        chunk = slice(start, start + rows)
+        # Scores in q's precision, the softmax in fp32 (the bias is fp32 under autocast).
+        scores = q[chunk] @ k[chunk].transpose(-2, -1) * q.shape[-1] ** -0.5 + bias[chunk]
+        weights = dropout(scores.softmax(dim=-1).to(v.dtype), dropout_p, dropout_p > 0)
+        outputs.append(weights @ v[chunk])
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with one fused QKV projection (one matmul instead of three)."""
 
@@ -158,12 +184,8 @@ class SelfAttention(nn.Module):
         if rows is not None:  # attention itself runs on the padded layout; padded rows stay zero
             qkv = qkv.new_zeros(batch * length, 3 * width).index_copy(0, rows, qkv)
         q, k, v = qkv.view(batch, length, 3, self.n_heads, width // self.n_heads).permute(2, 0, 3, 1, 4)
-        if self.training and self.dropout_p and x.device.type == "cpu":
-            # SDPA applies dropout on CPU through its unfused math path anyway; spelled out here,
-            # the attention weights take the faster mask of dropout() above.
-            scores = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5 + attn_bias
-            # Softmax in the scores' precision (fp32 under autocast), the dropout in v's.
-            y = dropout(scores.softmax(dim=-1).to(v.dtype), self.dropout_p, True) @ v
+        if x.device.type == "cpu":
+            y = cpu_attention(q, k, v, attn_bias, self.dropout_p if self.training else 0.0)
         else:
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=attn_bias, dropout_p=self.dropout_p if self.training else 0.0

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from optiminbert.checkpoints import default_checkpoint_dir, resolve_checkpoint
 from optiminbert.errors import UserError
 from optiminbert import model as model_module
-from optiminbert.model import BertConfig, BertModel, SelfAttention, dropout, packed_rows
+from optiminbert.model import BertConfig, BertModel, dropout, packed_rows
 from optiminbert.tokenizer import load_tokenizer
 
 ATOL = 1e-4
@@ -368,16 +368,26 @@ def test_cpu_dropout_drops_p_of_every_lane_and_rescales_the_rest(p):
     assert torch.equal(dropout(x, p, training=False), x) and torch.equal(dropout(x, 0.0, training=True), x)
 
 
-def test_training_attention_path_matches_sdpa_without_drops():
-    """On CPU, training mode spells attention out to use our dropout; with a probability that
-    rounds to no drops it must equal the eval-mode SDPA path, padding bias included."""
+# One chunk for the whole batch; chunks of 2 rows and a last one of 1 (4 heads x 7 x 7 fp32 scores a row).
+@pytest.mark.parametrize("chunk_bytes", [1 << 20, 2 * 4 * 7 * 7 * 4])
+def test_cpu_attention_matches_sdpa(monkeypatch, chunk_bytes):
+    """CPU attention is spelled out: in inference a chunk of rows at a time, in training with our
+    dropout. With no drops (or a probability that rounds to none) it must give SDPA's outputs,
+    and gradients, padding bias included, however the rows are chunked."""
+    monkeypatch.setattr(model_module, "SCORES_CHUNK_BYTES", chunk_bytes)
     torch.manual_seed(0)
-    attention = SelfAttention(BertConfig(**TINY, attention_probs_dropout_prob=1e-9))
-    x = torch.randn(2, 7, TINY["hidden_size"])
-    bias = torch.zeros(2, 1, 1, 7).masked_fill(torch.tensor([[False] * 7, [False] * 4 + [True] * 3])[:, None, None, :], torch.finfo(x.dtype).min)
+    q, k, v = (t.requires_grad_() for t in torch.randn(3, 3, 4, 7, 8).unbind(0))  # batch 3, 4 heads, length 7
+    padded = torch.tensor([[False] * 7, [False] * 4 + [True] * 3, [False] * 6 + [True]])[:, None, None, :]
+    bias = torch.zeros(3, 1, 1, 7).masked_fill(padded, torch.finfo(torch.float32).min)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     with torch.no_grad():
-        trained, evaluated = attention.train()(x, bias), attention.eval()(x, bias)
-    torch.testing.assert_close(trained, evaluated, atol=1e-6, rtol=1e-5)
+        for p in (0.0, 1e-9):
+            torch.testing.assert_close(model_module.cpu_attention(q, k, v, bias, p), expected, atol=1e-6, rtol=1e-5)
+    out = model_module.cpu_attention(q, k, v, bias, 1e-9)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
+    grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+    for grad, want in zip(grads, torch.autograd.grad(expected.square().sum(), (q, k, v))):
+        torch.testing.assert_close(grad, want, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("pad_id", [0, 42])
