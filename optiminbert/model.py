@@ -7,7 +7,6 @@ One file for the whole encoder, nanoGPT style: a config dataclass read from a Hu
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -153,21 +152,17 @@ SCORES_CHUNK_BYTES = 1 << 20
 def cpu_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, dropout_p: float) -> torch.Tensor:
     """softmax(q kᵀ / √d + bias) v for (batch, heads, length, d) inputs, ``dropout_p`` on the
     attention weights (with ``dropout``'s faster masks); without autograd, a cache-sized chunk
-    of rows at a time, with the scores in fp32."""
-    rows, precision = q.shape[0], contextlib.nullcontext()
+    of rows at a time."""
+    rows = q.shape[0]
     if not torch.is_grad_enabled():
         rows = max(1, SCORES_CHUNK_BYTES // (4 * q.shape[1] * q.shape[2] * k.shape[2]))
-        # fp32 scores, as SDPA's kernel keeps them (autocast would make them bf16 again): bf16
-        # ones made inference 5-10% faster but doubled the outputs' error against fp32.
-        q, k, precision = q.float(), k.float(), torch.autocast("cpu", enabled=False)
     outputs = []
-    with precision:
-        for start in range(0, q.shape[0], rows):
-            chunk = slice(start, start + rows)
-            # The softmax in fp32 (the bias is fp32 under autocast), the weights then in v's dtype.
-            scores = q[chunk] @ k[chunk].transpose(-2, -1) * q.shape[-1] ** -0.5 + bias[chunk]
-            weights = dropout(scores.softmax(dim=-1).to(v.dtype), dropout_p, dropout_p > 0)
-            outputs.append(weights @ v[chunk])
+    for start in range(0, q.shape[0], rows):
+        chunk = slice(start, start + rows)
+        # Scores in q's precision, the softmax in fp32 (the bias is fp32 under autocast).
+        scores = q[chunk] @ k[chunk].transpose(-2, -1) * q.shape[-1] ** -0.5 + bias[chunk]
+        weights = dropout(scores.softmax(dim=-1).to(v.dtype), dropout_p, dropout_p > 0)
+        outputs.append(weights @ v[chunk])
     return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
 
