@@ -141,11 +141,13 @@ class Embeddings(nn.Module):
 
 
 # CPU attention is plain matmuls and a softmax. SDPA would apply dropout through its unfused
-# math path anyway, and without dropout its fused kernel was 1.5-3.4x slower than these matmuls
-# run over chunks of batch rows whose (heads, length, length) fp32 scores fit in about 1 MiB,
-# so they stay in a core's cache (bf16 batches of 128 at lengths 16-200, this project's 2-core
-# AMD EPYC; unchunked, the matmuls lost to it beyond about 32 tokens). Only inference chunks:
-# with autograd, chunks made training runs 4-6% slower (README, Performance).
+# math path anyway, and without dropout its fused kernel was about 1.4-3x slower than these
+# matmuls run over chunks of batch rows whose (heads, length, length) fp32 scores fit in about
+# 1 MiB, so they stay in a core's cache (bf16 batches of 128 at lengths 16-200, this project's
+# 2-core AMD EPYC, benchmarks/cpu_attention.py; unchunked, the matmuls lost to it beyond about
+# 32 tokens). Only inference chunks: with autograd, chunks made training runs 4-6% slower. The
+# scores are in q's precision, bf16 under autocast as in training: fp32 ones, as SDPA's kernel
+# keeps them, halved the outputs' small error against fp32 but took most of the speed-up.
 SCORES_CHUNK_BYTES = 1 << 20
 
 
