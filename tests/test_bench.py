@@ -8,12 +8,15 @@ run goes end to end on a tiny checkpoint, returning positive numbers.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from optiminbert import bench
+from optiminbert import model as model_module
 from optiminbert.batching import length_bucketed_batches, pad
 from optiminbert.model import BertConfig, BertModel, ours_to_hf
 
@@ -206,3 +209,19 @@ def test_quick_and_full_configs_differ() -> None:
     assert bench.BenchConfig().smoke is False and bench.BenchConfig.quick().smoke is True
     assert bench.BenchConfig().phase_steps > 0 == bench.BenchConfig.quick().phase_steps
     assert bench.BenchConfig.quick().train_reps < bench.BenchConfig().train_reps
+
+
+def test_cpu_attention_benchmark_times_every_shape_and_restores_the_chunk_size(monkeypatch, capsys) -> None:
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_attention.py"
+    spec = importlib.util.spec_from_file_location("cpu_attention", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    tiny = "--batch 2 --heads 2 --head-dim 4 --lengths 5 9 --reps 2 --calls 1"
+    monkeypatch.setattr(sys, "argv", ["cpu_attention.py", *tiny.split()])
+    before = model_module.SCORES_CHUNK_BYTES
+    script.main()
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [row[:2] for row in rows] == [["bf16", "5"], ["bf16", "9"], ["fp32", "5"], ["fp32", "9"]]
+    assert all(float(x.rstrip("x")) > 0 for row in rows for x in row[2:6])  # times and SDPA/chunked
+    assert all(float(x) >= 0 for row in rows for x in row[6:]) and all(len(row) == 9 for row in rows)  # errors
+    assert model_module.SCORES_CHUNK_BYTES == before
