@@ -10,9 +10,11 @@ length-bucketed, dynamically padded batches training uses, and times both models
   background job slows both alike;
 - the machine's matmul peak (one large fp32 and one bf16 matmul) and the FLOP/s our training
   step achieves as a fraction of it (the formula is in ``encoder_flops``);
+- inference again on every dev split, cut into the batches the evaluation stage scores
+  (``evaluation_batches``);
 - the peak memory of one model's training, each model in a fresh subprocess;
 - the padding fraction of ``length_bucketed_batches`` against plain random batches on every
-  task's real training lengths;
+  task's real training lengths, and its floor (each example alone);
 - with ``--compile``, our encoder under ``torch.compile`` against itself in eager mode;
 - each pipeline run's own training loop on the prepared data (``time_run``).
 
@@ -791,7 +793,9 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
             f"Inference on the batches the evaluation stage scores ({main_label}): every dev split cut as train.predict cuts it",
             f"  (sorted by length, batch {config.eval_batch_size}; siamese: a pair's two sentences as two rows of one batch);"
             + (f" {config.eval_batches} batch(es) per split, spread over its lengths;" if config.eval_batches else ""),
-            "  each model runs as it would there: ours packs a CPU batch's real tokens (padding costs it no matmul), HF pads;",
+            "  each model runs as it would there: HF pads; ours "
+            + ("packs a CPU batch's real tokens (padding costs it no matmul) and chunks attention;"
+               if results["device"] == "cpu" else "pads too on a GPU;"),
             f"  {reps} timed repetitions per model after one warm-up, interleaved ABBA; medians",
             f"  {'dev split':<18}{'batches':>8}{'real tokens':>13}{'padding':>9}{'ours tok/s':>12}{'HF tok/s':>12}{'ours/HF':>9}  (per-rep range)",
         ]
