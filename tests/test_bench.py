@@ -8,15 +8,12 @@ run goes end to end on a tiny checkpoint, returning positive numbers.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from optiminbert import bench
-from optiminbert import model as model_module
 from optiminbert.batching import length_bucketed_batches, pad
 from optiminbert.model import BertConfig, BertModel, ours_to_hf
 
@@ -157,13 +154,14 @@ def test_evaluation_batches_hold_every_dev_row_once(tiny_data: Path, tiny_checkp
     lengths = {t: 32 for t in bench.data.TASKS}
     config = bench.BenchConfig(checkpoint=str(tiny_checkpoint), eval_batch_size=4, max_length=lengths)
     _, (a, b) = bench.task_columns(tiny_data, "quora", str(tiny_checkpoint), 32, "dev")
-    siamese = bench.evaluation_batches(tiny_data, "quora", "siamese", config)
+    split = bench.dev_split(tiny_data, "quora", config)
+    siamese = bench.evaluation_batches(split, "siamese", config)
     assert [len(x["input_ids"]) for x in siamese[:-1]] == [8] * (len(siamese) - 1)  # 4 pairs: 8 rows
     assert sorted(int(n) for x in siamese for n in x["attention_mask"].sum(1)) == sorted(map(len, a + b))
     assert all("labels" not in x for x in siamese)
-    cross = bench.evaluation_batches(tiny_data, "quora", "cross", config)
+    cross = bench.evaluation_batches(split, "cross", config)
     assert sum(len(x["input_ids"]) for x in cross) == len(a) and all("token_type_ids" in x for x in cross)
-    spread = bench.evaluation_batches(tiny_data, "quora", "siamese", bench.BenchConfig(**{**config.__dict__, "eval_batches": 2}))
+    spread = bench.evaluation_batches(split, "siamese", bench.BenchConfig(**{**config.__dict__, "eval_batches": 2}))
     assert len(spread) == 2 and torch.equal(spread[0]["input_ids"], siamese[0]["input_ids"])
 
 
@@ -209,19 +207,3 @@ def test_quick_and_full_configs_differ() -> None:
     assert bench.BenchConfig().smoke is False and bench.BenchConfig.quick().smoke is True
     assert bench.BenchConfig().phase_steps > 0 == bench.BenchConfig.quick().phase_steps
     assert bench.BenchConfig.quick().train_reps < bench.BenchConfig().train_reps
-
-
-def test_cpu_attention_benchmark_times_every_shape_and_restores_the_chunk_size(monkeypatch, capsys) -> None:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_attention.py"
-    spec = importlib.util.spec_from_file_location("cpu_attention", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    tiny = "--batch 2 --heads 2 --head-dim 4 --lengths 5 9 --reps 2 --calls 1"
-    monkeypatch.setattr(sys, "argv", ["cpu_attention.py", *tiny.split()])
-    before = model_module.SCORES_CHUNK_BYTES
-    script.main()
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
-    assert [row[:2] for row in rows] == [["bf16", "5"], ["bf16", "9"], ["fp32", "5"], ["fp32", "9"]]
-    assert all(float(x.rstrip("x")) > 0 for row in rows for x in row[2:6])  # times and SDPA/chunked
-    assert all(float(x) >= 0 for row in rows for x in row[6:]) and all(len(row) == 9 for row in rows)  # errors
-    assert model_module.SCORES_CHUNK_BYTES == before

@@ -1,14 +1,17 @@
 """benchmarks/specialist_sweep.py: settings parsing, the paired summary, and a tiny real sweep;
-benchmarks/seed_ensemble.py: its averaging and scoring."""
+benchmarks/seed_ensemble.py: its averaging and scoring; benchmarks/cpu_attention.py: a tiny run."""
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+
+from optiminbert import model as model_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,3 +77,16 @@ def test_seed_ensemble_averages_probabilities_then_scores_them() -> None:
 def test_seed_ensemble_without_committed_specialists_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"specialist.sst.dev_outputs.safetensors not found: run `dvc repro` first"):
         load_script("seed_ensemble").dev_probabilities(tmp_path / "specialist")
+
+
+def test_cpu_attention_benchmark_times_every_shape_and_restores_the_chunk_size(monkeypatch, capsys) -> None:
+    script = load_script("cpu_attention")
+    tiny = "--batch 2 --heads 2 --head-dim 4 --lengths 5 9 --reps 2 --calls 1"
+    monkeypatch.setattr(sys, "argv", ["cpu_attention.py", *tiny.split()])
+    before = model_module.SCORES_CHUNK_BYTES
+    script.main()
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [row[:2] for row in rows] == [["bf16", "5"], ["bf16", "9"], ["fp32", "5"], ["fp32", "9"]]
+    assert all(float(x.rstrip("x")) > 0 for row in rows for x in row[2:6])  # times and SDPA/chunked
+    assert all(float(x) >= 0 for row in rows for x in row[6:]) and all(len(row) == 9 for row in rows)  # errors
+    assert model_module.SCORES_CHUNK_BYTES == before
