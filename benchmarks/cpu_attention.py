@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from optiminbert import model
-from optiminbert.runtime import autocast, set_threads
+from optiminbert.runtime import autocast, configure_cpu
 
 
 def timed(fn, calls: int) -> float:
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--calls", type=int, default=5, help="calls per timed repetition")
     args = parser.parse_args()
-    set_threads()
+    configure_cpu()
     budget = model.SCORES_CHUNK_BYTES
     cpu = torch.device("cpu")
     generator = torch.Generator().manual_seed(0)

@@ -49,7 +49,7 @@ from optiminbert.model import BertConfig, BertModel, ours_to_hf
 from optiminbert.params import resolve
 from optiminbert.prepared import TaskSplit
 from optiminbert.phases import BASELINE_TASKS, PHASES, STUDY_TASKS
-from optiminbert.runtime import adamw, autocast, resolve_device, resolve_precision, set_threads
+from optiminbert.runtime import adamw, autocast, configure_cpu, resolve_device, resolve_precision
 from optiminbert.tokenizer import load_tokenizer
 
 RESULTS = Path("benchmarks/results")
@@ -467,7 +467,7 @@ def _reset_peak_rss() -> bool:
 
 def memory_child(spec: dict) -> dict:
     """Run in a fresh process: load one model, then measure its training steps' peak memory."""
-    set_threads()
+    configure_cpu()
     device = torch.device(spec["device"])
     dtype = getattr(torch, spec["dtype"]) if spec["dtype"] else None
     batches = [{k: v.to(device) for k, v in b.items()} for b in torch.load(spec["batches"], weights_only=True)]
@@ -588,7 +588,7 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     started = time.perf_counter()
-    set_threads()
+    configure_cpu()
     device = resolve_device(config.device)
     main_dtype = resolve_precision(config.precision, device)
     precisions: list[torch.dtype | None] = [main_dtype]

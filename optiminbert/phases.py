@@ -26,7 +26,7 @@ from optiminbert.model import BertModel
 from optiminbert.multitask import MultitaskBert
 from optiminbert.prepared import FeatureSplit, TaskSplit, split_path
 from optiminbert.resume import ResumeFile, fingerprint
-from optiminbert.runtime import autocast, precision_name, resolve_device, resolve_precision, seed_everything, set_threads
+from optiminbert.runtime import autocast, configure_cpu, precision_name, resolve_device, resolve_precision, seed_everything
 from optiminbert.surgery import SumLosses, make_strategy
 from optiminbert.train import Runtime, TrainConfig, fit
 
@@ -60,7 +60,7 @@ def train_config(p: dict[str, Any]) -> TrainConfig:
 
 
 def runtime_for(p: dict[str, Any]) -> Runtime:
-    set_threads()
+    configure_cpu()
     device = resolve_device(p["device"])
     if device.type == "cuda" and distributed.active():
         device = distributed.local_device()  # one GPU per rank

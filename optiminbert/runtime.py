@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 from contextlib import nullcontext
@@ -64,7 +65,42 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def set_threads() -> None:
-    """Use every core we are allowed on (cgroup/affinity aware), unless the user set OMP_NUM_THREADS."""
+def configure_cpu() -> None:
+    """Use every core we are allowed on (cgroup/affinity aware), unless the user set
+    OMP_NUM_THREADS, and let the allocator keep freed memory (``keep_freed_memory``)."""
     if "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    keep_freed_memory()
+
+
+# glibc's mallopt parameters (malloc.h).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+KEEP_BYTES = 1 << 30
+MALLOC_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_MMAP_MAX_")
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc reuse freed blocks instead of returning them to the kernel; True
+    if it took the settings.
+
+    By default glibc serves each block above a threshold with its own mmap and unmaps it on
+    free; the threshold starts at 128 KiB and follows the largest block freed so far, up to
+    32 MiB, and the heap's top is trimmed. So a fresh process's first batches, and every block
+    over 32 MiB, land on fresh pages: a page fault and a kernel zero-fill per 4 KiB. With the
+    threshold and the trim limit at 1 GiB the heap keeps its high-water mark and reuses it.
+    On this project's 2-core CPU (benchmarks/allocator.py) a fresh process's inference got
+    1.16x faster (what an evaluation stage does) and training with the 47 MB word-embedding
+    gradient (freeze_word_embeddings: false) 1.08-1.14x; the default training loop, whose
+    blocks stay under 32 MiB, is unchanged. Left alone where the user tuned malloc through
+    the environment; a no-op where the C library has no mallopt (not glibc)."""
+    if any(name in os.environ for name in MALLOC_ENV) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    # Older glibc caps the threshold at 32 MiB. Had it refused both, the trim setting below
+    # would pin the threshold at 128 KiB (any setting stops it adapting): far worse.
+    if mallopt(M_MMAP_THRESHOLD, KEEP_BYTES) != 1 and mallopt(M_MMAP_THRESHOLD, 32 << 20) != 1:
+        return False
+    return mallopt(M_TRIM_THRESHOLD, KEEP_BYTES) == 1

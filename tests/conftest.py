@@ -50,7 +50,7 @@ def vocabulary(texts: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Tiny models on one torch thread. ``set_threads`` (called by every training run) takes
+    """Tiny models on one torch thread. ``configure_cpu`` (called by every training run) takes
     every core unless OMP_NUM_THREADS is set, and two threads on two cores shared with another
     job make each tiny step about 50x slower than one thread does."""
     threads = torch.get_num_threads()

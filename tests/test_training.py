@@ -17,7 +17,7 @@ import torch
 import transformers
 from safetensors.torch import load_file
 
-from optiminbert import evaluation, phases
+from optiminbert import evaluation, phases, runtime
 from optiminbert.batching import join_pair, length_bucketed_batches
 from optiminbert.errors import UserError
 from optiminbert.metrics import normalised, overall, task_score
@@ -437,3 +437,46 @@ def test_overlong_texts_are_truncated_and_counted(tiny_prepared: Path) -> None:
     at_limit = int((cfimdb.lengths >= 32).sum())  # the fixture prepares with max_length 32
     assert summary["cfimdb-train"]["truncated"] == at_limit > 0  # reviews run to hundreds of tokens
     assert int(cfimdb.lengths.max()) == 32
+
+
+# -- the host allocator ---------------------------------------------------------------------------
+
+
+class FakeLibc:
+    """Records mallopt calls; refuses mmap thresholds above ``mmap_cap`` as older glibc does."""
+
+    def __init__(self, mmap_cap: int):
+        self.mmap_cap, self.calls = mmap_cap, []
+
+    def mallopt(self, option: int, value: int) -> int:
+        self.calls.append((option, value))
+        return int(option != runtime.M_MMAP_THRESHOLD or value <= self.mmap_cap)
+
+
+@pytest.mark.parametrize(
+    "mmap_cap, expected_calls, took",
+    [
+        (1 << 40, [(runtime.M_MMAP_THRESHOLD, runtime.KEEP_BYTES), (runtime.M_TRIM_THRESHOLD, runtime.KEEP_BYTES)], True),
+        (32 << 20, [(runtime.M_MMAP_THRESHOLD, runtime.KEEP_BYTES), (runtime.M_MMAP_THRESHOLD, 32 << 20), (runtime.M_TRIM_THRESHOLD, runtime.KEEP_BYTES)], True),
+        # A refused threshold must leave the trim limit alone: setting it would freeze the
+        # threshold at 128 KiB.
+        (1 << 20, [(runtime.M_MMAP_THRESHOLD, runtime.KEEP_BYTES), (runtime.M_MMAP_THRESHOLD, 32 << 20)], False),
+    ],
+)
+def test_keep_freed_memory_raises_the_mmap_threshold_before_the_trim_limit(monkeypatch, mmap_cap, expected_calls, took) -> None:
+    for name in runtime.MALLOC_ENV + ("GLIBC_TUNABLES",):
+        monkeypatch.delenv(name, raising=False)
+    libc = FakeLibc(mmap_cap)
+    monkeypatch.setattr(runtime.ctypes, "CDLL", lambda name: libc)
+    assert runtime.keep_freed_memory() is took
+    assert libc.calls == expected_calls
+
+
+@pytest.mark.parametrize("env", [{"MALLOC_TRIM_THRESHOLD_": "0"}, {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"}])
+def test_keep_freed_memory_leaves_a_user_tuned_malloc_alone(monkeypatch, env) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    libc = FakeLibc(1 << 40)
+    monkeypatch.setattr(runtime.ctypes, "CDLL", lambda name: libc)
+    assert runtime.keep_freed_memory() is False
+    assert libc.calls == []
