@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -24,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
+import specialist_sweep  # its key=value parser; this script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("glibc default", "kept")
@@ -36,12 +35,9 @@ def faults() -> int:
 
 
 def child(mode: str, phase: str, steps: int, overrides: dict) -> dict:
-    import torch
-
     from optiminbert import bench, params, runtime
-    from optiminbert.batching import sequential_batches
     from optiminbert.model import BertModel
-    from optiminbert.pipeline import PREPARED, run_params
+    from optiminbert.pipeline import PREPARED
     from optiminbert.prepared import TaskSplit, split_path
 
     if mode == "kept":
@@ -51,19 +47,16 @@ def child(mode: str, phase: str, steps: int, overrides: dict) -> dict:
         runtime.keep_freed_memory = lambda: False  # the training run's configure_cpu must not set them
     runtime.configure_cpu()
     loaded = params.load()
-    p = run_params(loaded, "evaluate")
-    device = runtime.resolve_device(p["device"])
-    dtype = runtime.resolve_precision(p["precision"], device)
-    model = BertModel.from_pretrained(p["checkpoint"]).to(device).eval()
-    split = TaskSplit.load(split_path(PREPARED, "sst", "dev"))
-    order = sequential_batches(split.padded_lengths("cross"), p["eval_batch_size"])
-    batches = [split.batch(indices, "cross", p["max_length"]) for indices in order]
+    config = bench.BenchConfig.from_params(params.resolve(loaded, "prepare"))
+    device = runtime.resolve_device(config.device)
+    dtype = runtime.resolve_precision(config.precision, device)
+    model = BertModel.from_pretrained(config.checkpoint).to(device).eval()
+    batches = bench.evaluation_batches(TaskSplit.load(split_path(PREPARED, "sst", "dev")), "cross", config)
+    one_pass = bench.inference_pass(model, [{k: v.to(device) for k, v in b.items()} for b in batches], device, dtype)
 
     def infer() -> tuple[float, int]:
         before, started = faults(), time.perf_counter()
-        with torch.inference_mode(), runtime.autocast(device, dtype):
-            for batch in batches:
-                model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        one_pass()
         return time.perf_counter() - started, faults() - before
 
     # The first pass is what an evaluation stage meets: a fresh process scoring each split once.
@@ -86,12 +79,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a param of the training run")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --set {item!r}: expected KEY=VALUE")
-        overrides[key] = yaml.safe_load(value)
+    overrides = specialist_sweep.overrides(",".join(args.set) or "default")
     if args.child:
         print(json.dumps(child(args.child, args.phase, args.steps, overrides)))
         return
@@ -101,7 +89,7 @@ def main() -> None:
         for mode in MODES if rep % 2 == 0 else MODES[::-1]:
             command = [sys.executable, __file__, "--child", mode, "--phase", args.phase, "--steps", str(args.steps)]
             command += [f"--set={item}" for item in args.set]
-            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
+            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
             if done.returncode != 0:
                 raise SystemExit(f"error: the {mode} process failed:\n{done.stderr[-2000:]}")
             run = json.loads(done.stdout.strip().splitlines()[-1])
