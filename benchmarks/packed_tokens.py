@@ -72,10 +72,10 @@ def main() -> None:
         model = phases.build_model(p, [task], pairs, frozen=False).to(runtime.device)
         loss = loss_for(TASKS[task].kind, pairs)
         train = TaskSplit.load(split_path(PREPARED, task, "train"))
-        order = train.shuffled_batches(p["batch_size"], torch.Generator().manual_seed(p["seed"]), pairs)
+        order = train.shuffled_batches(p["batch_size"], torch.Generator().manual_seed(p["seed"]))
         batches = [train.batch(i, pairs, p["max_length"]) for i in order[: args.batches]]
         dev = TaskSplit.load(split_path(PREPARED, task, "dev"))
-        dev_batches = [dev.batch(i, pairs, p["max_length"]) for i in sequential_batches(dev.padded_lengths(pairs), p["eval_batch_size"])]
+        dev_batches = [dev.batch(i, pairs, p["max_length"]) for i in sequential_batches(dev.lengths, p["eval_batch_size"])]
         masks = [b["attention_mask"] for b in batches]
         padding = 1 - sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
 

@@ -14,7 +14,7 @@ length-bucketed, dynamically padded batches training uses, and times both models
   (``evaluation_batches``);
 - the peak memory of one model's training, each model in a fresh subprocess;
 - the padding fraction of ``length_bucketed_batches`` against plain random batches on every
-  task's real training lengths, and its floor (each example alone);
+  task's real training lengths;
 - with ``--compile``, our encoder under ``torch.compile`` against itself in eager mode;
 - each pipeline run's own training loop on the prepared data (``time_run``).
 
@@ -45,7 +45,7 @@ from optiminbert.atomic import write_text_atomic
 from optiminbert.batching import TokenizedTexts, length_bucketed_batches, pad, sequential_batches
 from optiminbert.checkpoints import resolve_checkpoint
 from optiminbert.contrastive import PositivePairs
-from optiminbert.model import BertConfig, BertModel, ours_to_hf
+from optiminbert.model import BertConfig, BertModel, ours_to_hf, side_by_side
 from optiminbert.params import resolve
 from optiminbert.prepared import TaskSplit
 from optiminbert.phases import BASELINE_TASKS, PHASES, STUDY_TASKS
@@ -145,6 +145,16 @@ def make_optimizer(model: torch.nn.Module, lr: float, freeze_word_embeddings: bo
     return adamw([p for p in model.parameters() if p.requires_grad], lr=lr)
 
 
+def hf_inputs(batch: dict) -> dict:
+    """A batch as ``transformers.BertModel`` takes it: side-by-side sequences (``sequence_ids``)
+    become its per-query attention mask and position ids."""
+    if "sequence_ids" not in batch:
+        return batch
+    keys, positions = side_by_side(batch["sequence_ids"])
+    rest = {k: v for k, v in batch.items() if k not in ("sequence_ids", "attention_mask")}
+    return {**rest, "attention_mask": keys[:, None], "position_ids": positions}
+
+
 def training_step(model, optimizer, batch: dict, device: torch.device, dtype: torch.dtype | None) -> torch.Tensor:
     """One fine-tuning step: forward under autocast, a scalar loss of both outputs (the real
     tokens' states: padded positions mean nothing, and ours skips them), backward, AdamW."""
@@ -217,10 +227,10 @@ def dev_split(data_dir: Path, task: str, config: BenchConfig) -> TaskSplit:
 
 
 def evaluation_batches(split: TaskSplit, pairs: str, config: BenchConfig) -> list[dict]:
-    """A dev split cut as ``train.predict`` cuts it (sorted by padded length, ``eval_batch_size``
-    examples a batch, siamese pairs as 2B rows): ``config.eval_batches`` of them spread over the
-    lengths, or all."""
-    order = list(sequential_batches(split.padded_lengths(pairs), config.eval_batch_size))
+    """A dev split cut as ``train.predict`` cuts it (sorted by length, ``eval_batch_size``
+    examples a batch, siamese pairs side by side): ``config.eval_batches`` of them spread over
+    the lengths, or all."""
+    order = list(sequential_batches(split.lengths, config.eval_batch_size))
     if config.eval_batches:
         order = order[:: -(-len(order) // config.eval_batches)]
     batches = []
@@ -266,51 +276,35 @@ def padding_fraction(row_lengths: list[torch.Tensor]) -> float:
 
 
 def task_padding(columns: list[list[list[int]]], batch_size: int, max_length: int, seed: int) -> dict[str, dict[str, float]]:
-    """Padding of random vs length-bucketed batches, for every way this task's rows are batched,
-    and its floor: each example alone in a batch, so a siamese pair's shorter sentence still pads
-    to its longer one (the least padding any batching of pairs in one pass can reach).
+    """Padding of random vs length-bucketed batches, for every way this task's rows are batched.
 
     Single sentences: one row each. Pairs: ``cross`` joins [CLS] a [SEP] b [SEP] (``join_pair``,
-    cut at max_length); ``siamese`` stacks all a and all b rows into one batch of 2B rows.
-    Bucketing sorts as training does (``TaskSplit.padded_lengths``): by len(a) + len(b) for
-    cross-encoded pairs, by max(len(a), len(b)) for siamese ones.
+    cut at max_length); ``siamese`` puts a and b side by side in one row (``pad_side_by_side``,
+    each cut on its own). Bucketing sorts by len(a) + len(b), as training does.
     """
     lens = [torch.tensor([len(s) for s in col]) for col in columns]
     generator = torch.Generator().manual_seed(seed)
     random = list(torch.randperm(len(lens[0]), generator=generator).split(batch_size))
-    if len(lens) == 1:
-        layouts: dict[str, tuple[torch.Tensor, Callable]] = {"single": (lens[0], lambda idx: [lens[0][idx]])}
-    else:
-        joined = (lens[0] + lens[1] - 1).clamp(max=max_length)
-        layouts = {
-            "cross": (lens[0] + lens[1], lambda idx: [joined[idx]]),
-            "siamese": (torch.maximum(lens[0], lens[1]), lambda idx: [torch.cat([lens[0][idx], lens[1][idx]])]),
-        }
+    key = sum(lens)
+    layouts = {"single": key} if len(lens) == 1 else {"cross": (key - 1).clamp(max=max_length), "siamese": key}
+    bucketed = length_bucketed_batches(key, batch_size, generator)
     return {
-        layout: {
-            name: padding_fraction([r for idx in order for r in rows(idx)])
-            for name, order in (
-                ("random", random), ("bucketed", length_bucketed_batches(key, batch_size, generator)),
-                ("floor", torch.arange(len(key)).split(1)),
-            )
-        }
-        for layout, (key, rows) in layouts.items()
+        layout: {name: padding_fraction([rows[idx] for idx in order]) for name, order in (("random", random), ("bucketed", bucketed))}
+        for layout, rows in layouts.items()
     }
 
 
 def contrastive_padding(splits: dict[str, TaskSplit], batch_size: int, sts_min: float, seed: int) -> dict[str, float]:
     """Padding of the contrastive task's batches (``contrastive.PositivePairs`` of the Quora and
-    STS train ``splits``, each pair's two rows stacked): random batches against the batches
+    STS train ``splits``, each pair side by side in one row): random batches against the batches
     training draws (``no_duplicate_batches``: length-bucketed, no text twice in a batch)."""
     pairs = PositivePairs.from_splits(splits, sts_min)
-    a, b = (c.lengths for c in pairs.columns)
     generator = torch.Generator().manual_seed(seed)
     orders = {
         "random": torch.randperm(len(pairs), generator=generator).split(batch_size),
         "bucketed": pairs.shuffled_batches(batch_size, generator),
-        "floor": torch.arange(len(pairs)).split(1),
     }
-    return {name: padding_fraction([torch.cat([a[idx], b[idx]]) for idx in order]) for name, order in orders.items()}
+    return {name: padding_fraction([pairs.lengths[idx] for idx in order]) for name, order in orders.items()}
 
 
 # -- timing ----------------------------------------------------------------------------------
@@ -674,7 +668,8 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
                 batches = on_device(evaluation_batches(splits[task], pairs, config))
                 lengths = real_lengths(batches)
                 seconds = interleaved(
-                    inference_pass(ours, batches, device, main_dtype), inference_pass(hf, batches, device, main_dtype),
+                    inference_pass(ours, batches, device, main_dtype),
+                    inference_pass(hf, [hf_inputs(b) for b in batches], device, main_dtype),
                     config.eval_reps, device, lambda: progress.advance(step),
                 )
                 results["eval_sets"][f"{task} {pairs}"] = {
@@ -797,7 +792,7 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
         reps = len(next(iter(sets.values()))["ours_seconds"])
         lines += [
             f"Inference on the batches the evaluation stage scores ({main_label}): every dev split cut as train.predict cuts it",
-            f"  (sorted by length, batch {config.eval_batch_size}; siamese: a pair's two sentences as two rows of one batch);"
+            f"  (sorted by length, batch {config.eval_batch_size}; siamese: a pair's two sentences side by side in one row, HF given the same per-query mask and positions);"
             + (f" {config.eval_batches} batch(es) per split, spread over its lengths;" if config.eval_batches else ""),
             "  each model runs as it would there: HF pads; ours "
             + ("packs a CPU batch's real tokens (padding costs it no matmul) and chunks attention;"
@@ -876,18 +871,16 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
         lines += [
             f"Padding: share of padded token slots, batch {config.batch_size}, whole train splits, "
             "max_length " + ", ".join(f"{t} {n}" for t, n in config.max_length.items()),
-            f"  {'task':<13}{'layout':<9}{'random':>9}{'length-bucketed':>17}{'floor':>8}",
+            f"  {'task':<13}{'layout':<9}{'random':>9}{'length-bucketed':>17}",
         ]
         for task, layouts in results["padding"].items():
             for layout, r in layouts.items():
-                lines.append(f"  {task:<13}{layout:<9}{r['random']:>9.1%}{r['bucketed']:>17.1%}{r['floor']:>8.1%}")
+                lines.append(f"  {task:<13}{layout:<9}{r['random']:>9.1%}{r['bucketed']:>17.1%}")
         lines += [
-            "  (cross: [CLS] a [SEP] b [SEP] as one row; siamese: a and b rows stacked in one batch;",
-            "   bucketing sorts within chunks of 50 batches by what a batch pads to, as training does:",
-            "   len(a) + len(b) for cross, max(len a, len b) for siamese;",
-            "   contrastive: the positive pairs of Quora and STS train, batched without repeated texts;",
-            "   floor: each example alone, so a siamese pair's shorter sentence still pads to its longer one:",
-            "   the least padding any batching of a pair's two sentences in one forward pass can reach)",
+            "  (cross: [CLS] a [SEP] b [SEP] as one row; siamese: a and b side by side in one row, each",
+            "   attending only to itself; bucketing sorts within chunks of 50 batches by len(a) + len(b),",
+            "   as training does; contrastive: the positive pairs of Quora and STS train, batched without",
+            "   repeated texts)",
             "",
         ]
     return "\n".join(lines)

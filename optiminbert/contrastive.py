@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from optiminbert.batching import TokenizedTexts, by_length, in_random_order, pad, sequential_batches
+from optiminbert.batching import TokenizedTexts, by_length, in_random_order, pad, pad_side_by_side, sequential_batches
 from optiminbert.model import BertModel
 from optiminbert.multitask import CONTRASTIVE, mean_pool
 from optiminbert.prepared import TaskSplit
@@ -25,13 +25,13 @@ def no_duplicate_batches(
 ) -> list[torch.Tensor]:
     """A shuffled pass in batches where no text appears twice, length-bucketed like every other
     training batch (see ``length_bucketed_batches``): shuffle, sort within chunks of
-    ``chunk_batches`` batches by ``lengths`` (what a pair pads to), fill batches in that order,
+    ``chunk_batches`` batches by ``lengths`` (the tokens of a pair's row), fill batches in that order,
     then shuffle the batch order. A pair whose text is already in the batch being filled waits
     for a later one (as sentence-transformers' NoDuplicatesBatchSampler); a chunk's pairs that
     cannot fill a whole batch join the next chunk, so only the last batch of the pass is short.
 
     On the CS224N train data's positive pairs (Quora and STS) this cuts the padded share of
-    token slots from 58% (random batches) to 12%."""
+    token slots from 53% (random batches) to 3.7%."""
     order = torch.randperm(len(keys), generator=generator)
     batches, carried = [], torch.empty(0, dtype=torch.long)
     chunks = order.split(batch_size * chunk_batches)
@@ -80,17 +80,17 @@ class PositivePairs:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def shuffled_batches(self, batch_size: int, generator: torch.Generator, pairs: str = "siamese") -> list[torch.Tensor]:
-        return no_duplicate_batches(self.keys, self.padded_lengths, batch_size, generator)
+    def shuffled_batches(self, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+        return no_duplicate_batches(self.keys, self.lengths, batch_size, generator)
 
     @property
-    def padded_lengths(self) -> torch.Tensor:
-        """A pair's rows are stacked in one batch, so it pads to its longer text."""
-        return torch.maximum(self.columns[0].lengths, self.columns[1].lengths)
+    def lengths(self) -> torch.Tensor:
+        """A pair's two texts share a row (``pad_side_by_side``)."""
+        return self.columns[0].lengths + self.columns[1].lengths
 
     def batch(self, indices: torch.Tensor, pairs: str, max_length: int) -> dict[str, torch.Tensor]:
         rows = indices.tolist()
-        batch = pad([self.columns[0][i] for i in rows] + [self.columns[1][i] for i in rows])
+        batch = pad_side_by_side([(self.columns[0][i], self.columns[1][i]) for i in rows])
         batch["labels"] = self.labels[indices]
         return batch
 

@@ -114,6 +114,18 @@ def packed_rows(attention_mask: torch.Tensor) -> torch.Tensor | None:
     return None if keep.all() else keep.nonzero().squeeze(1)
 
 
+def side_by_side(sequence_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For rows holding several sequences side by side (``BertModel.forward``'s
+    ``sequence_ids``): which keys each query may attend to, (batch, length, length), and each
+    token's position within its own sequence, (batch, length). Padding queries see every real
+    key, as with a plain padding mask: no query has all its keys masked."""
+    query, key = sequence_ids[:, :, None], sequence_ids[:, None, :]
+    keys = ((query == key) | (query == 0)) & (key != 0)
+    positions = torch.arange(sequence_ids.shape[1], device=sequence_ids.device)
+    starts = sequence_ids != F.pad(sequence_ids, (1, 0), value=-1)[:, :-1]
+    return keys, positions - torch.where(starts, positions, 0).cummax(dim=1).values
+
+
 class Dropout(nn.Module):
     def __init__(self, p: float):
         super().__init__()
@@ -134,8 +146,7 @@ class Embeddings(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         x = self.word(input_ids) + self.position(positions) + self.segment(token_type_ids)
         return self.dropout(self.norm(x))
 
@@ -247,15 +258,28 @@ class BertModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
+        sequence_ids: torch.Tensor | None = None,
     ) -> BertOutput:
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+        """``sequence_ids`` (batch, length) puts several sequences side by side in a row: each
+        token's sequence number (1, 2, ...; 0 for padding, and the mask then follows from it).
+        Tokens attend only within their own sequence and positions restart at each, so every
+        sequence encodes as it would in a row of its own; ``last_hidden_state`` keeps the row
+        layout and the pooler reads the first sequence's [CLS]."""
+        if sequence_ids is not None:
+            attention_mask = (sequence_ids != 0).long()
+            keys, positions = side_by_side(sequence_ids)
+            keys = keys[:, None]  # (batch, 1, length, length): each query its own keys
+        else:
+            if attention_mask is None:
+                attention_mask = torch.ones_like(input_ids)
+            keys = (attention_mask != 0)[:, None, None, :]  # (batch, 1, 1, length): the same for every query
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        x = self.embeddings(input_ids, token_type_ids)
-        # An additive bias in the activations' dtype: padded keys get a large negative score.
-        bias = torch.zeros(attention_mask.shape, dtype=x.dtype, device=x.device)
-        bias = bias.masked_fill(attention_mask == 0, torch.finfo(x.dtype).min)[:, None, None, :]
+        x = self.embeddings(input_ids, token_type_ids, positions)
+        # An additive bias in the activations' dtype, broadcast over heads: keys a query may not
+        # see get a large negative score.
+        bias = torch.zeros(keys.shape, dtype=x.dtype, device=x.device).masked_fill(~keys, torch.finfo(x.dtype).min)
         rows = packed_rows(attention_mask)
         if rows is not None:
             x = x.flatten(0, 1).index_select(0, rows)

@@ -77,21 +77,20 @@ class MultitaskBert(nn.Module):
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Class logits (B, C) for sentiment, one logit (B,) for paraphrase, a 0..5 score (B,) for STS,
         the (B, 2, d) sentence embeddings of positive pairs for the contrastive task."""
-        if task == CONTRASTIVE:
-            out = self.encoder(batch["input_ids"], batch["attention_mask"])
-            return torch.stack(self.embedding(out.last_hidden_state, batch["attention_mask"]).chunk(2), dim=1)
-        spec = TASKS[task]
         if "features" in batch:  # frozen encoder: features were computed once, up front
             return self.heads[task](self.dropout(batch["features"]))
-        out = self.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        out = self.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), batch.get("sequence_ids"))
         if self.pairs == "cross":
             logits = self.heads[task](self.dropout(self._pool(out, batch["attention_mask"])))
-            return logits if spec.kind == "classification" else logits.squeeze(-1)
-        u = self.embedding(out.last_hidden_state, batch["attention_mask"])
-        if spec.kind == "classification":
+            return logits if TASKS[task].kind == "classification" else logits.squeeze(-1)
+        if "sequence_ids" not in batch:  # single sentences
+            u = self.embedding(out.last_hidden_state, batch["attention_mask"])
             return self.heads[task](self.dropout(torch.cat([out.pooler_output, u], dim=-1)))
-        u, v = u.chunk(2)  # siamese pair batches stack all first sentences, then all second ones
-        if spec.kind == "binary":
+        # Siamese pairs sit side by side in a row: u pools the first sentence's tokens, v the second's.
+        u, v = (self.embedding(out.last_hidden_state, batch["sequence_ids"] == n) for n in (1, 2))
+        if task == CONTRASTIVE:
+            return torch.stack([u, v], dim=1)
+        if TASKS[task].kind == "binary":
             return self.heads[task](self.dropout(torch.cat([u, v, (u - v).abs()], dim=-1))).squeeze(-1)
         return STS_SCALE * F.cosine_similarity(u, v, dim=-1)
 

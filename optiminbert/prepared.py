@@ -10,7 +10,7 @@ from rich.progress import track
 
 from optiminbert import data
 from optiminbert.atomic import torch_save_atomic, write_json_atomic, write_text_atomic
-from optiminbert.batching import TokenizedTexts, join_pair, length_bucketed_batches, pad, pad_pairs
+from optiminbert.batching import TokenizedTexts, join_pair, length_bucketed_batches, pad, pad_pairs, pad_side_by_side
 from optiminbert.errors import UserError
 from optiminbert.tokenizer import load_tokenizer
 
@@ -37,29 +37,24 @@ class TaskSplit:
 
     @property
     def lengths(self) -> torch.Tensor:
+        """Tokens per example, what its row in a batch holds (batches sort by this): a pair's
+        two sentences together, side by side or cross-encoded."""
         return sum(c.lengths for c in self.columns)
 
-    def padded_lengths(self, pairs: str) -> torch.Tensor:
-        """What a batch is padded to, per example: a siamese pair's rows pad to its longer
-        sentence, a cross-encoded pair to both together (batches sort by this)."""
-        if self.is_pair and pairs == "siamese":
-            return torch.maximum(self.columns[0].lengths, self.columns[1].lengths)
-        return self.lengths
-
-    def shuffled_batches(self, batch_size: int, generator: torch.Generator, pairs: str) -> list[torch.Tensor]:
-        return length_bucketed_batches(self.padded_lengths(pairs), batch_size, generator)
+    def shuffled_batches(self, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+        return length_bucketed_batches(self.lengths, batch_size, generator)
 
     def batch(self, indices: torch.Tensor, pairs: str, max_length: int) -> dict[str, torch.Tensor]:
         """A padded batch; pairs are cross-encoded ([CLS] a [SEP] b [SEP]) or, for siamese
-        models, stacked as 2B rows (all first sentences, then all second ones) so both
-        sentences go through the encoder in one forward pass."""
+        models, side by side in one row (``pad_side_by_side``), so both sentences go through
+        the encoder in one forward pass."""
         rows = indices.tolist()
         if not self.is_pair:
             batch = pad([self.columns[0][i] for i in rows])
         elif pairs == "cross":
             batch = pad_pairs([join_pair(self.columns[0][i], self.columns[1][i], max_length) for i in rows])
         else:
-            batch = pad([self.columns[0][i] for i in rows] + [self.columns[1][i] for i in rows])
+            batch = pad_side_by_side([(self.columns[0][i], self.columns[1][i]) for i in rows])
         if self.labels is not None:
             batch["labels"] = self.labels[indices]
         return batch
@@ -104,10 +99,7 @@ class FeatureSplit:
 
     @property
     def lengths(self) -> torch.Tensor:
-        return torch.ones(len(self.features), dtype=torch.long)
-
-    def padded_lengths(self, pairs: str) -> torch.Tensor:
-        return self.lengths  # all equal: bucketing leaves the shuffled order as it is
+        return torch.ones(len(self.features), dtype=torch.long)  # all equal: bucketing keeps the shuffled order
 
     shuffled_batches = TaskSplit.shuffled_batches
 

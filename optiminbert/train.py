@@ -83,7 +83,7 @@ def predict(model: MultitaskBert, task: str, split, runtime: Runtime, batch_size
     was_training = model.training
     model.eval()
     outputs = {}
-    for indices in sequential_batches(split.padded_lengths(model.pairs), batch_size):
+    for indices in sequential_batches(split.lengths, batch_size):
         indices, _ = distributed.shard(indices)  # data-parallel: each rank scores a slice
         if len(indices) == 0:
             continue
@@ -143,7 +143,7 @@ def fit(
     # With a frozen encoder the heads are all there is, and they train at lr.
     groups = [{"params": body, "lr": cfg.lr}, {"params": [p for p in params if id(p) in heads], "lr": (cfg.head_lr or cfg.lr) if body else cfg.lr}]
     optimizer = adamw([g for g in groups if g["params"]], betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
-    orders = {task: partial(split.shuffled_batches, cfg.batch_size, pairs=model.pairs) for task, split in train.items()}
+    orders = {task: partial(split.shuffled_batches, cfg.batch_size) for task, split in train.items()}
     schedule = RoundRobin(
         orders, {t: math.ceil(len(s) / cfg.batch_size) for t, s in train.items()}, cfg.seed, cfg.steps_per_epoch or None
     )

@@ -136,18 +136,16 @@ def test_bucketing_pads_far_less_than_random_batches() -> None:
 
     a, b = random_sequences(2000, seed=7), random_sequences(2000, seed=8)
     pairs = bench.task_padding([a, b], 32, 48, seed=0)
-    assert set(pairs) == {"cross", "siamese"} and set(pairs["cross"]) == {"random", "bucketed", "floor"}
-    assert pairs["cross"]["bucketed"] < 0.10 < pairs["cross"]["random"]
-    assert pairs["siamese"]["bucketed"] < pairs["siamese"]["random"]
+    assert set(pairs) == {"cross", "siamese"} and set(pairs["cross"]) == {"random", "bucketed"}
+    for layout in ("cross", "siamese"):
+        assert pairs[layout]["bucketed"] < 0.10 < pairs[layout]["random"]
 
 
-def test_padding_floor_is_each_pairs_own_length_gap() -> None:
-    # Pairs (5, 3) and (4, 4): alone, the first pads its shorter row by 2 of 10 slots, the second
-    # not at all, so the floor is 2 / 18; single rows and cross-encoded pairs have none.
+def test_side_by_side_pairs_pad_to_their_summed_lengths() -> None:
+    # Pairs (5, 3) and (4, 4) side by side are rows of 8 and 8: no padding. Stacked as four rows
+    # padded to 5, the same batch wasted 2 + 1 + 1 of 20 slots on the pairs' length gaps.
     a, b = [5 * [7], 4 * [7]], [3 * [7], 4 * [7]]
-    floors = {layout: r["floor"] for layout, r in bench.task_padding([a, b], 2, 48, seed=0).items()}
-    assert floors == {"cross": 0, "siamese": pytest.approx(2 / 18)}
-    assert bench.task_padding([a], 2, 48, seed=0)["single"]["floor"] == 0
+    assert bench.task_padding([a, b], 2, 48, seed=0)["siamese"]["bucketed"] == 0
 
 
 def test_evaluation_batches_hold_every_dev_row_once(tiny_data: Path, tiny_checkpoint: Path) -> None:
@@ -156,8 +154,8 @@ def test_evaluation_batches_hold_every_dev_row_once(tiny_data: Path, tiny_checkp
     _, (a, b) = bench.task_columns(tiny_data, "quora", str(tiny_checkpoint), 32, "dev")
     split = bench.dev_split(tiny_data, "quora", config)
     siamese = bench.evaluation_batches(split, "siamese", config)
-    assert [len(x["input_ids"]) for x in siamese[:-1]] == [8] * (len(siamese) - 1)  # 4 pairs: 8 rows
-    assert sorted(int(n) for x in siamese for n in x["attention_mask"].sum(1)) == sorted(map(len, a + b))
+    assert [len(x["input_ids"]) for x in siamese[:-1]] == [4] * (len(siamese) - 1)  # 4 pairs, side by side
+    assert sorted(int(n) for x in siamese for n in x["attention_mask"].sum(1)) == sorted(len(s) + len(t) for s, t in zip(a, b))
     assert all("labels" not in x for x in siamese)
     cross = bench.evaluation_batches(split, "cross", config)
     assert sum(len(x["input_ids"]) for x in cross) == len(a) and all("token_type_ids" in x for x in cross)

@@ -116,7 +116,10 @@ def test_positive_pairs_are_duplicates_and_very_similar_sts_pairs(tiny_prepared)
     expected = int((splits["quora"].labels == 1).sum() + (splits["sts"].labels >= 4.0).sum())
     assert len(pairs) == expected > 0
     batch = pairs.batch(torch.tensor([0, 1]), "siamese", 32)
-    assert batch["input_ids"].shape[0] == 4  # anchors, then positives: one forward pass
+    # Each anchor beside its positive in one row: one forward pass for both.
+    assert batch["input_ids"].shape[0] == 2
+    assert (batch["sequence_ids"] == 1).sum(1).tolist() == [len(pairs.columns[0][i]) for i in (0, 1)]
+    assert (batch["sequence_ids"] == 2).sum(1).tolist() == [len(pairs.columns[1][i]) for i in (0, 1)]
 
 
 @pytest.mark.parametrize("loss", ["mnrl", "gist"])

@@ -13,7 +13,8 @@ from safetensors.torch import load_file, save_file
 from optiminbert.checkpoints import default_checkpoint_dir, resolve_checkpoint
 from optiminbert.errors import UserError
 from optiminbert import model as model_module
-from optiminbert.model import BertConfig, BertModel, dropout, packed_rows
+from optiminbert.batching import pad, pad_side_by_side
+from optiminbert.model import BertConfig, BertModel, dropout, packed_rows, side_by_side
 from optiminbert.tokenizer import load_tokenizer
 
 ATOL = 1e-4
@@ -370,15 +371,20 @@ def test_cpu_dropout_drops_p_of_every_lane_and_rescales_the_rest(p):
 
 # One chunk for the whole batch; chunks of 2 rows and a last one of 1 (4 heads x 7 x 7 fp32 scores a row).
 @pytest.mark.parametrize("chunk_bytes", [1 << 20, 2 * 4 * 7 * 7 * 4])
-def test_cpu_attention_matches_sdpa(monkeypatch, chunk_bytes):
+@pytest.mark.parametrize("side_by_side_rows", [False, True])
+def test_cpu_attention_matches_sdpa(monkeypatch, chunk_bytes, side_by_side_rows):
     """CPU attention is spelled out: in inference a chunk of rows at a time, in training with our
     dropout. With no drops (or a probability that rounds to none) it must give SDPA's outputs,
-    and gradients, padding bias included, however the rows are chunked."""
+    and gradients, padding bias included (or the per-query bias of side-by-side sequences),
+    however the rows are chunked."""
     monkeypatch.setattr(model_module, "SCORES_CHUNK_BYTES", chunk_bytes)
     torch.manual_seed(0)
     q, k, v = (t.requires_grad_() for t in torch.randn(3, 3, 4, 7, 8).unbind(0))  # batch 3, 4 heads, length 7
-    padded = torch.tensor([[False] * 7, [False] * 4 + [True] * 3, [False] * 6 + [True]])[:, None, None, :]
-    bias = torch.zeros(3, 1, 1, 7).masked_fill(padded, torch.finfo(torch.float32).min)
+    if side_by_side_rows:
+        allowed = side_by_side(torch.tensor([[1, 1, 1, 2, 2, 2, 2], [1, 1, 2, 2, 0, 0, 0], [1] * 6 + [0]]))[0][:, None]
+    else:
+        allowed = torch.tensor([[True] * 7, [True] * 4 + [False] * 3, [True] * 6 + [False]])[:, None, None, :]
+    bias = torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     with torch.no_grad():
         for p in (0.0, 1e-9):
@@ -447,3 +453,64 @@ def test_defaults_for_mask_and_token_types():
         implicit = model(input_ids)
         explicit = model(input_ids, torch.ones_like(input_ids), torch.zeros_like(input_ids))
     assert torch.equal(implicit.last_hidden_state, explicit.last_hidden_state)
+
+
+# -- side-by-side sequences ------------------------------------------------------------------
+
+PAIRS = [([2, 11, 12, 13, 3], [2, 14, 3]), ([2, 15, 3], [2, 16, 17, 18, 19, 20, 3]), ([2, 21, 22, 3], [2, 23, 24, 3])]
+
+
+def test_side_by_side_positions_restart_and_attention_stays_within_each_sequence():
+    batch = pad_side_by_side(PAIRS)
+    assert batch["sequence_ids"][0].tolist() == [1] * 5 + [2] * 3 + [0] * 2
+    keys, positions = side_by_side(batch["sequence_ids"])
+    assert positions[0, :8].tolist() == [0, 1, 2, 3, 4, 0, 1, 2]
+    assert positions[1].tolist() == [0, 1, 2, 0, 1, 2, 3, 4, 5, 6]
+    assert keys[0, 0].tolist() == [True] * 5 + [False] * 5  # a's tokens see a only
+    assert keys[0, 6].tolist() == [False] * 5 + [True] * 3 + [False] * 2  # b's see b only
+    assert keys[0, 9].tolist() == [True] * 8 + [False] * 2  # padding sees every real token
+
+
+@pytest.mark.parametrize("mode", ["padded", "packed inference", "training"])
+def test_side_by_side_sequences_encode_as_if_each_had_its_own_row(mode):
+    """A siamese pair in one row must give each sentence's tokens the states (and the weights
+    the gradients) that encoding the two sentences as separate rows gives."""
+    batch = pad_side_by_side(PAIRS)
+    rows = pad([a for a, _ in PAIRS] + [b for _, b in PAIRS])
+    in_rows = [(r, slice(0, len(a))) for r, (a, _) in enumerate(PAIRS)]
+    in_rows += [(len(PAIRS) + r, slice(0, len(b))) for r, (_, b) in enumerate(PAIRS)]
+    side = [(r, slice(0, len(a))) for r, (a, _) in enumerate(PAIRS)]
+    side += [(r, slice(len(a), len(a) + len(b))) for r, (a, b) in enumerate(PAIRS)]
+    results = []
+    for inputs, where in ((batch, side), (rows, in_rows)):
+        torch.manual_seed(0)
+        model = BertModel(BertConfig(**TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+        model.train(mode == "training")
+        with torch.set_grad_enabled(mode == "training"), torch.inference_mode(mode == "packed inference"):
+            if mode == "packed inference":
+                assert packed_rows(inputs["attention_mask"]) is not None
+            hidden = model(**inputs).last_hidden_state
+            states = torch.cat([hidden[r, s] for r, s in where])
+            if mode == "training":
+                states.square().sum().backward()
+        results.append((states.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    (side_states, side_grads), (row_states, row_grads) = results
+    torch.testing.assert_close(side_states, row_states, atol=1e-5, rtol=1e-5)
+    assert side_grads.keys() == row_grads.keys()
+    for name in side_grads:
+        torch.testing.assert_close(side_grads[name], row_grads[name], atol=1e-4, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("attn_implementation", ATTN_IMPLEMENTATIONS)
+def test_side_by_side_matches_transformers_with_the_same_mask_and_positions(tmp_path, attn_implementation):
+    theirs = tiny_hf_model(attn_implementation)
+    ours = BertModel.from_pretrained(save_hf_checkpoint(theirs, tmp_path / "tiny")).eval()
+    batch = pad_side_by_side(PAIRS)
+    keys, positions = side_by_side(batch["sequence_ids"])
+    with torch.no_grad():
+        mine = ours(batch["input_ids"], sequence_ids=batch["sequence_ids"]).last_hidden_state
+        # An additive mask: transformers' eager attention adds a 4D mask as it is, even a boolean one.
+        additive = torch.zeros(keys.shape).masked_fill(~keys, torch.finfo(torch.float32).min)[:, None]
+        hf = theirs(batch["input_ids"], attention_mask=additive, position_ids=positions).last_hidden_state
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(mine[real], hf[real], atol=ATOL, rtol=0)

@@ -18,7 +18,7 @@ import transformers
 from safetensors.torch import load_file
 
 from optiminbert import evaluation, phases, runtime
-from optiminbert.batching import join_pair, length_bucketed_batches
+from optiminbert.batching import join_pair, length_bucketed_batches, pad, pad_side_by_side
 from optiminbert.errors import UserError
 from optiminbert.metrics import normalised, overall, task_score
 from optiminbert.model import BertModel
@@ -153,27 +153,37 @@ def random_batch(rows: int, vocab_size: int, pair: bool = False, seed: int = 0) 
     return batch
 
 
+def side_by_side_batch(rows: int, vocab_size: int, seed: int = 0) -> tuple[dict[str, torch.Tensor], list]:
+    """``rows`` random sentence pairs of 3 to 7 tokens, side by side (``pad_side_by_side``), and the pairs."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, 8, (rows, 2), generator=generator).tolist()
+    pairs = [tuple(torch.randint(5, vocab_size, (n,), generator=generator).tolist() for n in row) for row in lengths]
+    return pad_side_by_side(pairs), pairs
+
+
 @pytest.mark.parametrize("pairs", ["cross", "siamese"])
 def test_output_shapes_of_every_task_in_both_designs(encoder: BertModel, pairs: str) -> None:
     model = MultitaskBert(encoder, STUDY + ["cfimdb"], pairs=pairs).eval()
     vocab, rows = encoder.config.vocab_size, 3
-    pair_rows = rows if pairs == "cross" else 2 * rows  # siamese stacks first then second sentences
+    pair_batch = random_batch(rows, vocab, pair=True) if pairs == "cross" else side_by_side_batch(rows, vocab)[0]
     with torch.no_grad():
         assert model("sst", random_batch(rows, vocab)).shape == (rows, 5)
         assert model("cfimdb", random_batch(rows, vocab)).shape == (rows, 2)
-        assert model("quora", random_batch(pair_rows, vocab, pair=pairs == "cross")).shape == (rows,)
-        assert model("sts", random_batch(pair_rows, vocab, pair=pairs == "cross")).shape == (rows,)
+        assert model("quora", pair_batch).shape == (rows,)
+        assert model("sts", pair_batch).shape == (rows,)
     assert ("sts" in model.heads) == (pairs == "cross")  # siamese STS is the cosine, no head
 
 
 def test_siamese_sts_is_five_times_the_cosine_of_the_embeddings(encoder: BertModel) -> None:
+    """Computed by hand from each sentence encoded in a row of its own."""
     model = MultitaskBert(encoder, ["sts"], pairs="siamese").eval()
     with torch.no_grad():  # move the embedding layer off the identity so it has to be applied
         model.embedding.linear.weight.add_(0.1 * torch.randn(32, 32, generator=torch.Generator().manual_seed(1)))
         model.embedding.linear.bias.fill_(0.05)
-        batch = random_batch(6, encoder.config.vocab_size)
-        hidden = encoder(batch["input_ids"], batch["attention_mask"]).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).float()
+        batch, pairs = side_by_side_batch(3, encoder.config.vocab_size)
+        rows = pad([a for a, _ in pairs] + [b for _, b in pairs])
+        hidden = encoder(rows["input_ids"], rows["attention_mask"]).last_hidden_state
+        mask = rows["attention_mask"].unsqueeze(-1).float()
         pooled = (hidden * mask).sum(1) / mask.sum(1)
         e = pooled @ model.embedding.linear.weight.T + model.embedding.linear.bias
         u, v = e[:3], e[3:]
