@@ -52,7 +52,7 @@ def child(mode: str, phase: str, steps: int, overrides: dict) -> dict:
     dtype = runtime.resolve_precision(config.precision, device)
     model = BertModel.from_pretrained(config.checkpoint).to(device).eval()
     batches = bench.evaluation_batches(TaskSplit.load(split_path(PREPARED, "sst", "dev")), "cross", config)
-    one_pass = bench.inference_pass(model, [{k: v.to(device) for k, v in b.items()} for b in batches], device, dtype)
+    one_pass = bench.inference_pass(model, bench.on_device(batches, device), device, dtype)
 
     def infer() -> tuple[float, int]:
         before, started = faults(), time.perf_counter()

@@ -241,6 +241,10 @@ def evaluation_batches(split: TaskSplit, pairs: str, config: BenchConfig) -> lis
     return batches
 
 
+def on_device(batches: list[dict], device: torch.device) -> list[dict]:
+    return [{k: v.to(device) for k, v in b.items()} for b in batches]
+
+
 def layer_parameters(config: BertConfig) -> int:
     """Parameters of the transformer layers: N in the FLOP formula (no embeddings, no pooler)."""
     h, i = config.hidden_size, config.intermediate_size
@@ -608,8 +612,7 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
         train_batches = padded_batches(sst, config.batch_size, config.train_batches, config.seed)
         infer_batches = padded_batches(sst, config.eval_batch_size, config.infer_batches, config.seed + 1)
         progress.remove_task(step)
-        on_device = lambda batches: [{k: v.to(device) for k, v in b.items()} for b in batches]  # noqa: E731
-        train_dev, infer_dev = on_device(train_batches), on_device(infer_batches)
+        train_dev, infer_dev = on_device(train_batches, device), on_device(infer_batches, device)
         train_lengths, infer_lengths = real_lengths(train_batches), real_lengths(infer_batches)
         results["batches"] = {
             "train": {"batches": len(train_batches), "tokens": int(train_lengths.sum()),
@@ -665,7 +668,7 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
             for task, pairs in EVAL_SETS:
                 if task not in splits:  # Quora and STS are scored in two layouts: tokenize once
                     splits[task] = dev_split(data_dir, task, config)
-                batches = on_device(evaluation_batches(splits[task], pairs, config))
+                batches = on_device(evaluation_batches(splits[task], pairs, config), device)
                 lengths = real_lengths(batches)
                 seconds = interleaved(
                     inference_pass(ours, batches, device, main_dtype),
