@@ -70,7 +70,7 @@ def main() -> None:
         seed_everything(p["seed"])
         runtime = phases.runtime_for(p)
         model = phases.build_model(p, [task], pairs, frozen=False).to(runtime.device)
-        loss = loss_for(TASKS[task].kind, pairs)
+        loss = loss_for(TASKS[task].kind, pairs, p["online_contrastive"], p["online_contrastive_margin"])
         train = TaskSplit.load(split_path(PREPARED, task, "train"))
         order = train.shuffled_batches(p["batch_size"], torch.Generator().manual_seed(p["seed"]))
         batches = [train.batch(i, pairs, p["max_length"]) for i in order[: args.batches]]

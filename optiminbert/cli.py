@@ -55,6 +55,9 @@ def train(
     seed: Optional[int] = typer.Option(None),
     surgery: Optional[str] = typer.Option(None, help="gradient strategy: none | pcgrad"),
     contrastive: Optional[str] = typer.Option(None, help="extra loss on positive pairs: none | mnrl | gist"),
+    online_contrastive: Optional[float] = typer.Option(
+        None, help="siamese paraphrase: weight of the online contrastive loss on (u, v) added to BCE (0: off)"
+    ),
     pooling: Optional[str] = typer.Option(None, help="cross-encoded heads read: cls (pooled [CLS]) | mean"),
     freeze_layers: Optional[int] = typer.Option(None, help="train without the embeddings and the bottom N layers (faster)"),
     checkpoint: Optional[str] = typer.Option(None, help="'default' or a Hugging Face BERT directory"),
@@ -72,8 +75,8 @@ def train(
     loaded = params_file.load(params)
     overrides = dict(
         lr=lr, head_lr=head_lr, epochs=epochs, batch_size=batch_size, dropout=dropout, seed=seed,
-        surgery=surgery, contrastive=contrastive, pooling=pooling, freeze_layers=freeze_layers, checkpoint=checkpoint,
-        device=device, precision=precision, compile=compile,
+        surgery=surgery, contrastive=contrastive, online_contrastive=online_contrastive, pooling=pooling,
+        freeze_layers=freeze_layers, checkpoint=checkpoint, device=device, precision=precision, compile=compile,
     )
     phase = phase.replace("-", "_")
     if phase == "baseline":

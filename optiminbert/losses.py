@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optiminbert.errors import UserError
-from optiminbert.multitask import STS_SCALE
+from optiminbert.multitask import STS_SCALE, PairLogit
 
 
 class CrossEntropyLoss(nn.Module):
@@ -27,6 +27,50 @@ class BinaryCrossEntropyLoss(nn.Module):
 
     def forward(self, prediction: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(prediction.float(), labels.float())
+
+
+class OnlineContrastiveLoss(nn.Module):
+    """Hadsell, Chopra & LeCun 2006, "Dimensionality Reduction by Learning an Invariant
+    Mapping": labelled pairs at cosine distance 1 − cos(u, v); paraphrases are pulled together
+    (their squared distance) and other pairs pushed beyond ``margin`` (the squared shortfall).
+    Online, as sentence-transformers' loss of that name: only the batch's hard pairs count,
+    paraphrases farther apart than the closest non-paraphrase and non-paraphrases closer than
+    the farthest paraphrase (every pair of a class when the batch has none of the other). Summed
+    over them, not averaged, as in sentence-transformers. ``prediction`` is (B, 2, d), u beside v;
+    ``labels`` are 1 for paraphrases, 0 otherwise."""
+
+    def __init__(self, margin: float = 0.5):
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, prediction: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        u, v = prediction.float().unbind(1)
+        distance = 1 - F.cosine_similarity(u, v, dim=-1)
+        same = labels > 0.5
+        positive, negative = distance[same], distance[~same]
+        closest_negative = negative.min() if len(negative) else distance.new_tensor(float("-inf"))
+        farthest_positive = positive.max() if len(positive) else distance.new_tensor(float("inf"))
+        hard_positive = positive[positive > closest_negative]
+        hard_negative = negative[negative < farthest_positive]
+        return hard_positive.pow(2).sum() + F.relu(self.margin - hard_negative).pow(2).sum()
+
+
+class SiameseParaphraseLoss(nn.Module):
+    """Binary cross-entropy on the paraphrase head's logit, plus ``weight`` times
+    ``OnlineContrastiveLoss`` on the sentence embeddings the head read: the embeddings are
+    shaped for the decision directly, at no extra encoder pass. ``prediction`` is a
+    ``PairLogit``."""
+
+    def __init__(self, weight: float = 0.0, margin: float = 0.5):
+        super().__init__()
+        self.weight = weight
+        self.contrastive = OnlineContrastiveLoss(margin)
+
+    def forward(self, prediction: PairLogit, labels: torch.Tensor) -> torch.Tensor:
+        loss = F.binary_cross_entropy_with_logits(prediction.logit.float(), labels.float())
+        if self.weight:
+            loss = loss + self.weight * self.contrastive(prediction.embeddings, labels)
+        return loss
 
 
 class MSELoss(nn.Module):
@@ -101,9 +145,11 @@ def contrastive_loss(name: str, p: dict) -> nn.Module:
     raise UserError(f"unknown contrastive loss {name!r}: choose one of {', '.join(CONTRASTIVE_LOSSES)}")
 
 
-def loss_for(task_kind: str, pairs: str) -> nn.Module:
+def loss_for(task_kind: str, pairs: str, online_contrastive: float = 0.0, margin: float = 0.5) -> nn.Module:
+    """The task's loss; the siamese paraphrase loss adds ``online_contrastive`` times
+    ``OnlineContrastiveLoss(margin)``."""
     if task_kind == "classification":
         return CrossEntropyLoss()
     if task_kind == "binary":
-        return BinaryCrossEntropyLoss()
+        return SiameseParaphraseLoss(online_contrastive, margin) if pairs == "siamese" else BinaryCrossEntropyLoss()
     return CosineSimilarityLoss() if pairs == "siamese" else MSELoss()

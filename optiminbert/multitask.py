@@ -10,6 +10,8 @@ Two pair designs, as in the report:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,6 +27,14 @@ CONTRASTIVE = "contrastive"  # the round-robin task of positive pairs (contrasti
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mask = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class PairLogit(NamedTuple):
+    """A siamese paraphrase prediction: the head's logit, and the sentence embeddings it read,
+    for a loss that trains them too (``losses.SiameseParaphraseLoss``)."""
+
+    logit: torch.Tensor  # (B,)
+    embeddings: torch.Tensor  # (B, 2, d): u beside v
 
 
 class SentenceEmbedding(nn.Module):
@@ -74,9 +84,10 @@ class MultitaskBert(nn.Module):
                 self.heads[task] = nn.Linear(3 * width, 1)
             # siamese STS is the scaled cosine itself: no parameters of its own
 
-    def forward(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Class logits (B, C) for sentiment, one logit (B,) for paraphrase, a 0..5 score (B,) for STS,
-        the (B, 2, d) sentence embeddings of positive pairs for the contrastive task."""
+    def forward(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor | PairLogit:
+        """Class logits (B, C) for sentiment, one logit (B,) for paraphrase (siamese: a ``PairLogit``),
+        a 0..5 score (B,) for STS, the (B, 2, d) sentence embeddings of positive pairs for the
+        contrastive task."""
         if "features" in batch:  # frozen encoder: features were computed once, up front
             return self.heads[task](self.dropout(batch["features"]))
         out = self.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), batch.get("sequence_ids"))
@@ -88,10 +99,12 @@ class MultitaskBert(nn.Module):
             return self.heads[task](self.dropout(torch.cat([out.pooler_output, u], dim=-1)))
         # Siamese pairs sit side by side in a row: u pools the first sentence's tokens, v the second's.
         u, v = (self.embedding(out.last_hidden_state, batch["sequence_ids"] == n) for n in (1, 2))
+        pair = torch.stack([u, v], dim=1)
         if task == CONTRASTIVE:
-            return torch.stack([u, v], dim=1)
+            return pair
         if TASKS[task].kind == "binary":
-            return self.heads[task](self.dropout(torch.cat([u, v, (u - v).abs()], dim=-1))).squeeze(-1)
+            logit = self.heads[task](self.dropout(torch.cat([u, v, (u - v).abs()], dim=-1))).squeeze(-1)
+            return PairLogit(logit, pair)
         return STS_SCALE * F.cosine_similarity(u, v, dim=-1)
 
     def _pool(self, out, mask: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "gist_temperature": 0.01,
     "gist_margin": 0.0,
     "guide": "default",  # GISTEmbed's frozen guide: 'default' or a BERT directory with the same vocabulary
+    "online_contrastive": 0.0,  # siamese paraphrase loss: + this x OnlineContrastiveLoss on (u, v)
+    "online_contrastive_margin": 0.5,
 }
 
 

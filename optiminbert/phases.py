@@ -154,7 +154,7 @@ def train_run(
     if frozen:
         train = {t: encode_features(model, s, runtime, cfg) for t, s in train.items()}
         dev = {t: encode_features(model, s, runtime, cfg) for t, s in dev.items()}
-    losses = {t: loss_for(TASKS[t].kind, pairs) for t in tasks}
+    losses = {t: loss_for(TASKS[t].kind, pairs, p["online_contrastive"], p["online_contrastive_margin"]) for t in tasks}
     if p["contrastive"] != "none":
         losses[CONTRASTIVE] = contrastive_loss(p["contrastive"], p)
         positives = positive_pairs(p, pairs, train, model, runtime, cfg)

@@ -17,7 +17,7 @@ from optiminbert import distributed
 from optiminbert.batching import sequential_batches
 from optiminbert.errors import UserError
 from optiminbert.metrics import selection_score, task_score, to_predictions
-from optiminbert.multitask import MultitaskBert
+from optiminbert.multitask import MultitaskBert, PairLogit
 from optiminbert.resume import Interrupted, ResumeFile, StopRequest, rng_state, set_rng_state
 from optiminbert.roundrobin import RoundRobin
 from optiminbert.runtime import adamw, autocast
@@ -89,7 +89,8 @@ def predict(model: MultitaskBert, task: str, split, runtime: Runtime, batch_size
             continue
         batch = runtime.to_device(split.batch(indices, model.pairs, max_length))
         with autocast(runtime.device, runtime.dtype):
-            raw = model(task, batch).float().cpu()
+            raw = model(task, batch)
+            raw = (raw.logit if isinstance(raw, PairLogit) else raw).float().cpu()
         outputs.update(zip(indices.tolist(), raw))
     model.train(was_training)
     outputs = distributed.gather_rows(outputs)

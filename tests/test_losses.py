@@ -9,7 +9,15 @@ import torch
 import torch.nn.functional as F
 
 from optiminbert.contrastive import CONTRASTIVE, PositivePairs, no_duplicate_batches
-from optiminbert.losses import GISTEmbedLoss, MultipleNegativesRankingLoss, contrastive_loss
+from optiminbert.losses import (
+    GISTEmbedLoss,
+    MultipleNegativesRankingLoss,
+    OnlineContrastiveLoss,
+    SiameseParaphraseLoss,
+    contrastive_loss,
+    loss_for,
+)
+from optiminbert.multitask import PairLogit
 from optiminbert.phases import STUDY_TASKS, train_run
 from optiminbert.prepared import TaskSplit, split_path
 
@@ -73,6 +81,49 @@ def test_gist_with_a_guide_that_masks_nothing_is_mnrl_with_extra_candidates():
     eye = torch.eye(3, dtype=torch.bool)
     scores = torch.cat([a @ p.T, (a @ a.T).masked_fill(eye, -math.inf), (p @ p.T).masked_fill(eye, -math.inf)], 1) * 20
     assert loss.item() == pytest.approx(F.cross_entropy(scores, torch.arange(3)).item(), rel=1e-5)
+
+
+# Four labelled pairs at cosine distances worked out by hand: 1 (orthogonal), 0 (the same
+# direction), 1 - 1/sqrt(2) (45 degrees) and 2 (opposite).
+PAIRS = torch.tensor(
+    [
+        [[1.0, 0.0], [0.0, 3.0]],
+        [[2.0, 0.0], [1.0, 0.0]],
+        [[1.0, 0.0], [1.0, 1.0]],
+        [[1.0, 0.0], [-1.0, 0.0]],
+    ]
+)
+DISTANCES = [1.0, 0.0, 1 - R, 2.0]
+
+
+def test_online_contrastive_counts_only_the_hard_pairs():
+    labels = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    # The closest non-paraphrase is at 1 - R, the farthest paraphrase at 1: the hard pairs are
+    # paraphrase 0 (1 > 1 - R) and non-paraphrase 2 (1 - R < 1); pair 1 is already together
+    # and pair 3 already beyond the margin.
+    expected = DISTANCES[0] ** 2 + (0.5 - DISTANCES[2]) ** 2
+    assert OnlineContrastiveLoss(margin=0.5)(PAIRS, labels).item() == pytest.approx(expected, rel=1e-5)
+    # A margin of 0.2 < 1 - R: the hard non-paraphrase is already beyond it.
+    assert OnlineContrastiveLoss(margin=0.2)(PAIRS, labels).item() == pytest.approx(DISTANCES[0] ** 2, rel=1e-5)
+
+
+def test_online_contrastive_counts_every_pair_when_the_batch_has_one_class():
+    paraphrases = OnlineContrastiveLoss(margin=0.5)(PAIRS, torch.ones(4))
+    assert paraphrases.item() == pytest.approx(sum(d**2 for d in DISTANCES), rel=1e-5)
+    others = OnlineContrastiveLoss(margin=0.5)(PAIRS, torch.zeros(4))
+    assert others.item() == pytest.approx(sum(max(0.0, 0.5 - d) ** 2 for d in DISTANCES), rel=1e-5)
+
+
+def test_siamese_paraphrase_loss_is_bce_plus_the_weighted_online_contrastive_term():
+    labels = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    prediction = PairLogit(torch.tensor([2.0, -1.0, 0.5, -3.0]), PAIRS)
+    bce = F.binary_cross_entropy_with_logits(prediction.logit, labels)
+    contrastive = OnlineContrastiveLoss(margin=0.5)(PAIRS, labels)
+    assert SiameseParaphraseLoss(weight=0.0)(prediction, labels).item() == pytest.approx(bce.item(), rel=1e-6)
+    combined = SiameseParaphraseLoss(weight=0.1, margin=0.5)(prediction, labels)
+    assert combined.item() == pytest.approx((bce + 0.1 * contrastive).item(), rel=1e-6)
+    assert isinstance(loss_for("binary", "siamese", 0.1), SiameseParaphraseLoss)
+    assert not isinstance(loss_for("binary", "cross", 0.1), SiameseParaphraseLoss)  # no embeddings to shape
 
 
 def test_unknown_contrastive_loss_is_named():

@@ -148,7 +148,7 @@ class LossBecomesNaN(torch.nn.Module):
 
 def test_a_nan_loss_stops_naming_task_and_step_and_keeps_the_last_epoch(tmp_path, tiny_prepared, tiny_params, one_thread, monkeypatch):
     p = {**tiny_params, "steps_per_epoch": 4}
-    monkeypatch.setattr(phases, "loss_for", lambda kind, pairs: LossBecomesNaN(at=6))  # epoch 2, step 2
+    monkeypatch.setattr(phases, "loss_for", lambda *args: LossBecomesNaN(at=6))  # epoch 2, step 2
     state = tmp_path / "resume" / "sst.pt"
     with pytest.raises(Exception, match=r"sst: sst loss became nan at epoch 2 step 2; lower lr; the state after epoch 1 is kept in"):
         phases.train_run(p, ["sst"], "cross", tiny_prepared, tmp_path / "run", "sst", resume_path=state)

@@ -169,8 +169,15 @@ def test_output_shapes_of_every_task_in_both_designs(encoder: BertModel, pairs: 
     with torch.no_grad():
         assert model("sst", random_batch(rows, vocab)).shape == (rows, 5)
         assert model("cfimdb", random_batch(rows, vocab)).shape == (rows, 2)
-        assert model("quora", pair_batch).shape == (rows,)
+        paraphrase = model("quora", pair_batch)
         assert model("sts", pair_batch).shape == (rows,)
+    if pairs == "cross":
+        assert paraphrase.shape == (rows,)
+    else:  # the logit, and the embeddings it read: the very u and v whose cosine is siamese STS
+        assert paraphrase.logit.shape == (rows,)
+        assert paraphrase.embeddings.shape == (rows, 2, encoder.config.hidden_size)
+        u, v = paraphrase.embeddings.unbind(1)
+        torch.testing.assert_close(5 * torch.cosine_similarity(u, v, dim=-1), model("sts", pair_batch))
     assert ("sts" in model.heads) == (pairs == "cross")  # siamese STS is the cosine, no head
 
 
