@@ -126,6 +126,17 @@ def test_siamese_paraphrase_loss_is_bce_plus_the_weighted_online_contrastive_ter
     assert not isinstance(loss_for("binary", "cross", 0.1), SiameseParaphraseLoss)  # no embeddings to shape
 
 
+def test_a_siamese_run_adds_the_online_contrastive_term_from_its_params(tmp_path, tiny_prepared, tiny_params, one_thread):
+    """One step from the same weights on the same batch: the logged loss is the BCE alone,
+    then the BCE plus the (positive) online contrastive term."""
+    runs = {
+        weight: train_run({**tiny_params, "epochs": 1, "steps_per_epoch": 1, "online_contrastive": weight},
+                          ["quora"], "siamese", tiny_prepared, tmp_path / str(weight), "run")
+        for weight in (0.0, 1.0)
+    }
+    assert runs[1.0][0]["train_loss"]["quora"] > runs[0.0][0]["train_loss"]["quora"]
+
+
 def test_unknown_contrastive_loss_is_named():
     with pytest.raises(Exception, match="unknown contrastive loss 'triplet'"):
         contrastive_loss("triplet", {})
