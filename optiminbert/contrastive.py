@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from optiminbert.batching import TokenizedTexts, by_length, in_random_order, pad, pad_side_by_side, sequential_batches
+from optiminbert.batching import TokenizedTexts, by_length, in_random_order, pad, sequential_batches
 from optiminbert.model import BertModel
 from optiminbert.multitask import CONTRASTIVE, mean_pool
 from optiminbert.prepared import TaskSplit
@@ -83,16 +83,10 @@ class PositivePairs:
     def shuffled_batches(self, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
         return no_duplicate_batches(self.keys, self.lengths, batch_size, generator)
 
-    @property
-    def lengths(self) -> torch.Tensor:
-        """A pair's two texts share a row (``pad_side_by_side``)."""
-        return self.columns[0].lengths + self.columns[1].lengths
-
-    def batch(self, indices: torch.Tensor, pairs: str, max_length: int) -> dict[str, torch.Tensor]:
-        rows = indices.tolist()
-        batch = pad_side_by_side([(self.columns[0][i], self.columns[1][i]) for i in rows])
-        batch["labels"] = self.labels[indices]
-        return batch
+    # Batched as a task split's siamese pairs are: both texts side by side in one row.
+    is_pair = True
+    lengths = TaskSplit.lengths
+    batch = TaskSplit.batch
 
     @torch.inference_mode()
     def add_guide(self, guide: BertModel, runtime, batch_size: int) -> None:

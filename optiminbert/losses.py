@@ -55,7 +55,7 @@ class OnlineContrastiveLoss(nn.Module):
         return hard_positive.pow(2).sum() + F.relu(self.margin - hard_negative).pow(2).sum()
 
 
-class SiameseParaphraseLoss(nn.Module):
+class SiameseParaphraseLoss(BinaryCrossEntropyLoss):
     """Binary cross-entropy on the paraphrase head's logit, plus ``weight`` times
     ``OnlineContrastiveLoss`` on the sentence embeddings the head read: the embeddings are
     shaped for the decision directly, at no extra encoder pass. ``prediction`` is a
@@ -67,7 +67,7 @@ class SiameseParaphraseLoss(nn.Module):
         self.contrastive = OnlineContrastiveLoss(margin)
 
     def forward(self, prediction: PairLogit, labels: torch.Tensor) -> torch.Tensor:
-        loss = F.binary_cross_entropy_with_logits(prediction.logit.float(), labels.float())
+        loss = super().forward(prediction.logit, labels)
         if self.weight:
             loss = loss + self.weight * self.contrastive(prediction.embeddings, labels)
         return loss
