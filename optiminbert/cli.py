@@ -70,8 +70,9 @@ def train(
 ):
     """Train one phase's model(s) into models/ (needs `optiminbert prepare` first).
 
-    Ctrl-C or SIGTERM stops at the end of the current step and saves a resumable state
-    under .resume/; the same command with --resume continues from it."""
+    Ctrl-C or SIGTERM stops at the end of the current step and saves a resumable state under .resume/.
+
+    The same command with --resume continues from it."""
     loaded = params_file.load(params)
     overrides = dict(
         lr=lr, head_lr=head_lr, epochs=epochs, batch_size=batch_size, dropout=dropout, seed=seed,
@@ -143,8 +144,9 @@ def bench(
     compile: bool = typer.Option(False, "--compile", help="also time torch.compile against eager (minutes on a CPU)"),
     note: str = typer.Option("", help="a line for the report's header, e.g. what else ran"),
 ):
-    """Our encoder vs transformers.BertModel on the same weights and batches: speed, memory,
-    padding, and each phase's training loop on the prepared data."""
+    """Our encoder vs transformers.BertModel on the same weights and batches.
+
+    Speed, memory and padding of both, and each phase's training loop on the prepared data."""
     from optiminbert.bench import BenchConfig, run
 
     chosen = (("checkpoint", checkpoint), ("data", data), ("device", device), ("compile", compile), ("note", note))
