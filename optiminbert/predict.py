@@ -26,16 +26,24 @@ def read_inputs(path: str | Path, task: str) -> tuple[list[str], list[tuple[str,
     path = Path(path)
     columns = TASKS[task].text_columns
     try:
-        frame = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
+        # Tab-separated when the header has a tab (the CS224N files), else comma-separated: pandas'
+        # sniffing (sep=None) takes a letter of a one-column header such as "sentence" for the separator.
+        with path.open(encoding="utf-8-sig") as f:
+            sep = "\t" if "\t" in f.readline() else ","
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (OSError, ValueError, pd.errors.ParserError) as exc:
         raise UserError(f"{path}: cannot read as CSV ({exc})".replace("\n", " ")) from exc
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise UserError(f"{path}: needs column(s) {', '.join(missing)} for task {task}; found {', '.join(frame.columns)}")
-    texts = [tuple(clean_text(row[c]) for c in columns) for _, row in frame.iterrows()]
+    if frame.empty:
+        raise UserError(f"{path}: no rows to score below the header")
+    frame = frame.fillna("")  # a row short of fields leaves NaN even with keep_default_na=False
+    texts = [tuple(clean_text(text) for text in row) for row in frame[list(columns)].itertuples(index=False)]
     for row, t in enumerate(texts, 1):
-        if not all(t):
-            raise UserError(f"{path} row {row}: empty text")
+        empty = [c for c, text in zip(columns, t) if not text]
+        if empty:
+            raise UserError(f"{path} row {row}: empty {', '.join(empty)}")
     ids = frame["id"].tolist() if "id" in frame.columns else [str(i) for i in range(len(texts))]
     return ids, texts
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from optiminbert.errors import UserError
 from optiminbert.phases import train_run
+from optiminbert.predict import read_inputs
 
 CLI = str(Path(sys.executable).parent / "optiminbert")
 
@@ -78,6 +80,42 @@ def test_predict_from_text_and_csv(tmp_path, sst_run):
     assert result.returncode == 0, result.stderr
     lines = out.read_text().splitlines()
     assert lines[0] == "id,prediction,label,probability" and [l.split(",")[0] for l in lines[1:]] == ["a", "b"]
+
+
+def test_predict_reads_one_column_csv_and_tsv(tmp_path, sst_run):
+    # A one-column header such as "sentence" once had one of its letters sniffed as the separator.
+    for name, content, ids in [
+        ("one.csv", "sentence\nA good film .\nDull and slow .\n", ["0", "1"]),
+        ("in.tsv", "id\tsentence\nx\tA good film , really .\n", ["x"]),
+    ]:
+        (tmp_path / name).write_text(content)
+        out = tmp_path / f"{name}.out.csv"
+        result = cli("predict", str(sst_run), "--task", "sst", "--csv", name, "--out", str(out), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert [line.split(",")[0] for line in out.read_text().splitlines()[1:]] == ids
+
+
+@pytest.mark.parametrize(
+    "content, fragments",
+    [
+        ('sentence\nA good film .\n""\n', ["bad.csv row 2: empty sentence"]),
+        ("sentence\n", ["bad.csv", "no rows"]),
+        ("text\nA good film .\n", ["needs column(s) sentence", "found text"]),
+        ('sentence\n"A good film .\n', ["bad.csv: cannot read as CSV"]),
+    ],
+)
+def test_predict_names_what_is_wrong_with_a_csv_and_writes_nothing(tmp_path, sst_run, content, fragments):
+    (tmp_path / "bad.csv").write_text(content)
+    out = tmp_path / "out.csv"
+    result = cli("predict", str(sst_run), "--task", "sst", "--csv", "bad.csv", "--out", str(out), cwd=tmp_path)
+    assert_one_line_error(result, *fragments)
+    assert not out.exists()
+
+
+def test_a_pair_row_short_of_its_second_sentence_is_named(tmp_path):
+    (tmp_path / "pairs.csv").write_text("sentence1,sentence2\nHow do I cook rice?,How to cook rice?\nonly one\n")
+    with pytest.raises(UserError, match=r"pairs.csv row 2: empty sentence2$"):
+        read_inputs(tmp_path / "pairs.csv", "quora")
 
 
 def test_predict_rejects_a_task_the_run_was_not_trained_for(tmp_path, sst_run):
