@@ -114,14 +114,19 @@ def predict(
 ):
     """Score new text with a trained model: sentiment, paraphrase or similarity."""
     from optiminbert.atomic import write_text_atomic
+    from optiminbert.data import TASKS
     from optiminbert.predict import predict_texts, read_inputs
 
     p = params_file.resolve(params_file.load(params), "evaluate")
     run_dir = pipeline.run_dir(phase, task)
+    pair = len(TASKS[task].text_columns) == 2
+    if csv is not None and (text or text2):
+        raise UserError("give --csv or --text, not both")
+    if text2 and not pair:
+        raise UserError(f"task {task} scores single sentences: --text2 is for the pair tasks quora and sts")
     if csv is not None:
         ids, texts = read_inputs(csv, task)
     else:
-        pair = task in ("quora", "sts")
         if not text or (pair and not text2):
             raise UserError(f"task {task} needs --text{' and --text2' if pair else ''}, or --csv")
         ids, texts = ["1"], [(text, text2) if pair else (text,)]

@@ -148,9 +148,12 @@ def _check(kind: str, value: str, allowed: tuple[str, ...]) -> None:
 def run_dir(phase: str, task: str) -> Path:
     """The trained run that answers ``task`` for ``phase`` (a directory path is taken as is)."""
     if Path(phase).is_dir():
+        _check("task", task, tuple(TASKS))  # the run's own tasks are checked once it is loaded
         return Path(phase)
     phase = phase.replace("-", "_")
     if phase == "baseline":
+        _check("task", task, phases.BASELINE_TASKS)
         return MODELS / "baseline" / f"{task}-finetune"
     _check("phase", phase, tuple(phases.PHASES))
+    _check("task", task, phases.STUDY_TASKS)
     return MODELS / phase if phases.PHASES[phase].joint else MODELS / phase / task

@@ -112,6 +112,19 @@ def test_predict_names_what_is_wrong_with_a_csv_and_writes_nothing(tmp_path, sst
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--task", "sst", "--text", "a", "--text2", "b"], "--text2 is for the pair tasks"),
+        (["--task", "sst", "--text", "a", "--csv", "in.csv"], "--csv or --text, not both"),
+        (["--task", "foo", "--text", "a"], "unknown task 'foo'"),
+    ],
+)
+def test_predict_rejects_unknown_or_contradictory_options(tmp_path, sst_run, args, fragment):
+    (tmp_path / "in.csv").write_text("sentence\nA good film .\n")
+    assert_one_line_error(cli("predict", str(sst_run), *args, cwd=tmp_path), fragment)
+
+
 def test_a_pair_row_short_of_its_second_sentence_is_named(tmp_path):
     (tmp_path / "pairs.csv").write_text("sentence1,sentence2\nHow do I cook rice?,How to cook rice?\nonly one\n")
     with pytest.raises(UserError, match=r"pairs.csv row 2: empty sentence2$"):
