@@ -7,6 +7,7 @@ every stage that does not set its own ``lr``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,24 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 floats on top of PyYAML's YAML 1.1: there 2e-05 (no dot), which is what
+    ``dvc exp run -S lr=2e-5`` writes into params.yaml, would be read as a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def load(path: str | Path = "params.yaml") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         return {}
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from exc
     if not isinstance(loaded, dict):
@@ -74,6 +87,14 @@ def resolve(params: dict[str, Any], *sections: str) -> dict[str, Any]:
     unknown = sorted(set(merged) - set(DEFAULTS) - _STAGE_ONLY)
     if unknown:
         raise UserError(f"unknown param(s) {', '.join(unknown)}; known: {', '.join(sorted(set(DEFAULTS) | _STAGE_ONLY))}")
+    for key, default in DEFAULTS.items():
+        value = merged[key]
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise UserError(f"param {key} must be true or false, got {value!r}")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+            isinstance(value, bool) or not isinstance(value, (int, float))
+        ):
+            raise UserError(f"param {key} must be a number, got {value!r}")
     return merged
 
 

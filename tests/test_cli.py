@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from optiminbert import params as params_file
 from optiminbert.errors import UserError
 from optiminbert.phases import train_run
 from optiminbert.predict import read_inputs
@@ -59,7 +60,18 @@ def test_invalid_param_values_are_named(tmp_path, tiny_prepared, tiny_checkpoint
     common = ["train", "baseline", "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]
     assert_one_line_error(cli(*common, "--lr", "-1", cwd=tmp_path), "param lr must be positive")
     assert_one_line_error(cli(*common, "--batch-size", "0", cwd=tmp_path), "param batch_size must be positive")
+    (tmp_path / "params.yaml").write_text("lr: abc\n")
+    assert_one_line_error(cli(*common, cwd=tmp_path), "param lr must be a number, got 'abc'")
+    (tmp_path / "params.yaml").write_text("compile: 1\n")
+    assert_one_line_error(cli(*common, cwd=tmp_path), "param compile must be true or false, got 1")
     assert not (tmp_path / "models").exists()
+
+
+def test_exponent_floats_as_dvc_writes_them_are_numbers(tmp_path):
+    # `dvc exp run -S lr=2e-5` writes "lr: 2e-05", a string to a YAML 1.1 reader such as PyYAML's.
+    (tmp_path / "params.yaml").write_text("lr: 2e-05\nwarmup: .5E-1\nbaseline:\n  finetune:\n    head_lr: 1e+3\n")
+    resolved = params_file.resolve(params_file.load(tmp_path / "params.yaml"), "baseline.finetune")
+    assert (resolved["lr"], resolved["warmup"], resolved["head_lr"]) == (2e-05, 0.05, 1000.0)
 
 
 @pytest.fixture(scope="module")
