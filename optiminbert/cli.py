@@ -119,11 +119,12 @@ def predict(
 
     p = params_file.resolve(params_file.load(params), "evaluate")
     run_dir = pipeline.run_dir(phase, task)
-    pair = len(TASKS[task].text_columns) == 2
+    pair_tasks = [t for t, spec in TASKS.items() if len(spec.text_columns) == 2]
+    pair = task in pair_tasks
     if csv is not None and (text or text2):
         raise UserError("give --csv or --text, not both")
     if text2 and not pair:
-        raise UserError(f"task {task} scores single sentences: --text2 is for the pair tasks quora and sts")
+        raise UserError(f"task {task} scores single sentences: --text2 is for the pair tasks {' and '.join(pair_tasks)}")
     if csv is not None:
         ids, texts = read_inputs(csv, task)
     else:
