@@ -22,7 +22,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-import yaml
+from optiminbert import params
 
 
 def overrides(setting: str) -> dict:
@@ -33,16 +33,12 @@ def overrides(setting: str) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"error: setting {setting!r}: expected key=value items, got {item!r}")
-        loaded = yaml.safe_load(value)
-        try:  # YAML 1.1 reads 2e-4 (no dot) as a string
-            parsed[key.strip()] = float(loaded) if isinstance(loaded, str) else loaded
-        except ValueError:
-            parsed[key.strip()] = loaded
+        parsed[key.strip()] = params.parse_value(value)
     return parsed
 
 
 def train(task: str, setting: str, seed: int) -> dict:
-    from optiminbert import params, pipeline
+    from optiminbert import pipeline
 
     with tempfile.TemporaryDirectory() as root:
         pipeline.train_phase(params.load(), "specialist", {**overrides(setting), "seed": seed}, [task], root=Path(root))

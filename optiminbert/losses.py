@@ -138,6 +138,9 @@ CONTRASTIVE_LOSSES = ("none", "mnrl", "gist")
 
 
 def contrastive_loss(name: str, p: dict) -> nn.Module:
+    for key in ("mnrl_scale", "gist_temperature"):
+        if not p[key] > 0:
+            raise UserError(f"param {key} must be positive, got {p[key]!r}")
     if name == "mnrl":
         return MultipleNegativesRankingLoss(scale=p["mnrl_scale"])
     if name == "gist":
@@ -148,6 +151,9 @@ def contrastive_loss(name: str, p: dict) -> nn.Module:
 def loss_for(task_kind: str, pairs: str, online_contrastive: float = 0.0, margin: float = 0.5) -> nn.Module:
     """The task's loss; the siamese paraphrase loss adds ``online_contrastive`` times
     ``OnlineContrastiveLoss(margin)``."""
+    for key, value in (("online_contrastive", online_contrastive), ("online_contrastive_margin", margin)):
+        if value < 0:
+            raise UserError(f"param {key} must be >= 0, got {value!r}")
     if task_kind == "classification":
         return CrossEntropyLoss()
     if task_kind == "binary":

@@ -99,13 +99,15 @@ class MultitaskBert(nn.Module):
             return self.heads[task](self.dropout(torch.cat([out.pooler_output, u], dim=-1)))
         # Siamese pairs sit side by side in a row: u pools the first sentence's tokens, v the second's.
         u, v = (self.embedding(out.last_hidden_state, batch["sequence_ids"] == n) for n in (1, 2))
-        pair = torch.stack([u, v], dim=1)
         if task == CONTRASTIVE:
-            return pair
-        if TASKS[task].kind == "binary":
-            logit = self.heads[task](self.dropout(torch.cat([u, v, (u - v).abs()], dim=-1))).squeeze(-1)
-            return PairLogit(logit, pair)
-        return STS_SCALE * F.cosine_similarity(u, v, dim=-1)
+            return torch.stack([u, v], dim=1)
+        if TASKS[task].kind != "binary":
+            return STS_SCALE * F.cosine_similarity(u, v, dim=-1)
+        # Stacked before the head reads u and v: autograd sums their three gradients in creation
+        # order, and stacking after the head changed the committed Quora runs' rounding, so their path.
+        pair = torch.stack([u, v], dim=1)
+        logit = self.heads[task](self.dropout(torch.cat([u, v, (u - v).abs()], dim=-1))).squeeze(-1)
+        return PairLogit(logit, pair)
 
     def _pool(self, out, mask: torch.Tensor) -> torch.Tensor:
         return out.pooler_output if self.pooling == "cls" else mean_pool(out.last_hidden_state, mask)

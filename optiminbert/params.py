@@ -60,6 +60,12 @@ _Loader.add_implicit_resolver(
 )
 
 
+def parse_value(text: str) -> Any:
+    """One value as params.yaml would hold it (``2e-4`` a float, ``true`` a bool), for overrides
+    given as ``key=value`` text."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def load(path: str | Path = "params.yaml") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -95,6 +101,8 @@ def resolve(params: dict[str, Any], *sections: str) -> dict[str, Any]:
             isinstance(value, bool) or not isinstance(value, (int, float))
         ):
             raise UserError(f"param {key} must be a number, got {value!r}")
+        if isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
+            raise UserError(f"param {key} must be a whole number, got {value!r}")
     return merged
 
 

@@ -23,7 +23,7 @@ from optiminbert.data import TASKS
 from optiminbert.errors import UserError
 from optiminbert.losses import contrastive_loss, loss_for
 from optiminbert.model import BertModel
-from optiminbert.multitask import MultitaskBert
+from optiminbert.multitask import STS_SCALE, MultitaskBert
 from optiminbert.prepared import FeatureSplit, TaskSplit, split_path
 from optiminbert.resume import ResumeFile, fingerprint
 from optiminbert.runtime import autocast, configure_cpu, precision_name, resolve_device, resolve_precision, seed_everything
@@ -67,10 +67,17 @@ def runtime_for(p: dict[str, Any]) -> Runtime:
     return Runtime(device, resolve_precision(p["precision"], device))
 
 
+def check_max_length(key: str, value: Any, positions: int) -> None:
+    # 3: [CLS], one token, [SEP]; beyond the checkpoint's positions, long texts would have none.
+    if isinstance(value, bool) or not isinstance(value, int) or not 3 <= value <= positions:
+        raise UserError(f"param {key} must be a whole number from 3 to {positions} (the checkpoint's positions), got {value!r}")
+
+
 def build_model(p: dict[str, Any], tasks: list[str], pairs: str, frozen: bool) -> MultitaskBert:
     if not 0 <= p["dropout"] < 1:
         raise UserError(f"param dropout must be in [0, 1), got {p['dropout']!r}")
     encoder = BertModel.from_pretrained(p["checkpoint"])
+    check_max_length("max_length", p["max_length"], encoder.config.max_position_embeddings)
     layers = p["freeze_layers"]
     if isinstance(layers, bool) or not isinstance(layers, int) or not 0 <= layers <= encoder.config.num_hidden_layers:
         raise UserError(
@@ -112,6 +119,8 @@ def positive_pairs(
     for GISTEmbed."""
     if pairs != "siamese":
         raise UserError("contrastive losses train sentence embeddings: use them in mtl_embed or specialist, not a cross-encoded phase")
+    if not 0 <= p["contrastive_sts_min"] <= STS_SCALE:  # above the scale, STS would silently give no positives
+        raise UserError(f"param contrastive_sts_min must be within STS's 0..5, got {p['contrastive_sts_min']!r}")
     positives = PositivePairs.from_splits(
         {t: s for t, s in train.items() if t in ("quora", "sts")}, p["contrastive_sts_min"]
     )
@@ -142,8 +151,11 @@ def train_run(
     cfg = train_config(p)
     distributed.init()
     runtime = runtime_for(p)
-    # Gradient surgery only means something between tasks; one-task runs never read the param.
-    strategy = make_strategy(p["surgery"], cfg.seed) if len(tasks) > 1 else SumLosses()
+    # Gradient surgery only means something between tasks: a one-task run sums, once the name
+    # is checked (a typo in the specialist section would otherwise pass unseen).
+    strategy = make_strategy(p["surgery"], cfg.seed)
+    if len(tasks) == 1:
+        strategy = SumLosses()
     seed_everything(cfg.seed)
     model = build_model(p, tasks, pairs, frozen)
     distributed.broadcast_parameters(model)

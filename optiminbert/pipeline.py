@@ -15,6 +15,7 @@ from optiminbert import ablation, distributed, evaluation, phases, prepared, rep
 from optiminbert.checkpoints import resolve_checkpoint
 from optiminbert.data import TASKS
 from optiminbert.errors import UserError
+from optiminbert.model import BertConfig
 from optiminbert.params import resolve
 
 PREPARED = Path("data/prepared")
@@ -33,9 +34,12 @@ def _with(p: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 def prepare(params: dict, overrides: dict | None = None) -> None:
     p = _with(resolve(params, "prepare"), overrides or {})
-    resolve_checkpoint(p["checkpoint"])  # a wrong checkpoint fails before any data is read
+    # A wrong checkpoint or length fails before any data is read or written.
+    positions = BertConfig.from_json(resolve_checkpoint(p["checkpoint"]) / "config.json").max_position_embeddings
     lengths = {task: p["max_length"] for task in TASKS}
     lengths["cfimdb"] = p.get("cfimdb_max_length", p["max_length"])
+    for key in ("max_length", "cfimdb_max_length"):
+        phases.check_max_length(key, p.get(key, p["max_length"]), positions)
     skipped = prepared.prepare(p["data"], PREPARED, p["checkpoint"], lengths)
     console.print(skipped or "no rows skipped")
 

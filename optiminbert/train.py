@@ -54,6 +54,10 @@ class TrainConfig:
                 raise UserError(f"param {name} must be positive, got {getattr(self, name)!r}")
         if not 0 <= self.warmup < 1:
             raise UserError(f"param warmup must be in [0, 1), got {self.warmup!r}")
+        if self.grad_clip < 0:  # a negative max norm would flip the gradient's sign
+            raise UserError(f"param grad_clip must be >= 0 (0: no clipping), got {self.grad_clip!r}")
+        if not 0 <= self.seed < 2**32:  # what numpy's seeding accepts
+            raise UserError(f"param seed must be from 0 to 2**32 - 1, got {self.seed!r}")
 
 
 @dataclass

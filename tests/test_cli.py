@@ -47,6 +47,7 @@ def test_help_lists_the_commands(tmp_path):
         (["train", "nonsense"], ["unknown phase 'nonsense'", "baseline"]),
         (["train", "baseline", "--task", "imdb"], ["unknown task 'imdb'"]),
         (["train", "baseline", "--mode", "half"], ["unknown mode 'half'"]),
+        (["prepare", "--max-length", "2"], ["param max_length must be a whole number from 3 to 512", "got 2"]),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, fragments):
@@ -176,6 +177,9 @@ def test_unknown_surgery_and_corrupt_checkpoint_are_named(tmp_path, tiny_prepare
     common = ["train", "mtl", "--device", "cpu"]
     result = cli(*common, "--checkpoint", str(tiny_checkpoint), "--surgery", "magic", cwd=tmp_path)
     assert_one_line_error(result, "unknown surgery 'magic'", "pcgrad")
+    # A one-task run has nothing to project, but a typo is still named, not passed over.
+    result = cli("train", "specialist", "--task", "sts", "--device", "cpu", "--checkpoint", str(tiny_checkpoint), "--surgery", "magic", cwd=tmp_path)
+    assert_one_line_error(result, "unknown surgery 'magic'")
     broken = tmp_path / "broken"
     shutil.copytree(tiny_checkpoint, broken)
     weights = broken / "model.safetensors"

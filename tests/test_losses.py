@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from optiminbert.contrastive import CONTRASTIVE, PositivePairs, no_duplicate_batches
+from optiminbert.errors import UserError
 from optiminbert.losses import (
     GISTEmbedLoss,
     MultipleNegativesRankingLoss,
@@ -18,7 +19,7 @@ from optiminbert.losses import (
     loss_for,
 )
 from optiminbert.multitask import PairLogit
-from optiminbert.phases import STUDY_TASKS, train_run
+from optiminbert.phases import STUDY_TASKS, positive_pairs, train_run
 from optiminbert.prepared import TaskSplit, split_path
 
 # Three pairs of 2-d embeddings at known angles, so every cosine is written down by hand.
@@ -139,7 +140,22 @@ def test_a_siamese_run_adds_the_online_contrastive_term_from_its_params(tmp_path
 
 def test_unknown_contrastive_loss_is_named():
     with pytest.raises(Exception, match="unknown contrastive loss 'triplet'"):
-        contrastive_loss("triplet", {})
+        contrastive_loss("triplet", {"mnrl_scale": 20.0, "gist_temperature": 0.01})
+
+
+def test_loss_params_out_of_range_are_named():
+    # A negative weight made the paraphrase loss negative; a zero temperature divided by zero.
+    cases = [
+        (lambda: loss_for("binary", "siamese", -0.1), "param online_contrastive must be >= 0, got -0.1"),
+        (lambda: loss_for("binary", "siamese", 0.1, -0.5), "param online_contrastive_margin must be >= 0"),
+        (lambda: contrastive_loss("mnrl", {"mnrl_scale": 0, "gist_temperature": 0.01}), "param mnrl_scale must be positive"),
+        (lambda: contrastive_loss("gist", {"mnrl_scale": 20.0, "gist_temperature": 0}), "param gist_temperature must be positive"),
+        (lambda: positive_pairs({"contrastive_sts_min": 10}, "siamese", {}, None, None, None), "contrastive_sts_min must be within"),
+    ]
+    for make, message in cases:
+        with pytest.raises(UserError, match=message):
+            make()
+    assert isinstance(loss_for("binary", "siamese", 0.0, 0.0), SiameseParaphraseLoss)
 
 
 @pytest.mark.parametrize("chunk_batches", [1, 50])

@@ -233,11 +233,29 @@ def test_task_scores_on_tiny_arrays() -> None:
 
 
 def test_train_config_rejects_bad_values() -> None:
-    for bad in (dict(lr=0), dict(lr=-1e-5), dict(batch_size=0)):
+    # A negative grad_clip once flipped every clipped gradient's sign and trained silently;
+    # a negative seed reached numpy's seeding as a traceback.
+    for bad in (dict(lr=0), dict(lr=-1e-5), dict(batch_size=0), dict(grad_clip=-1.0), dict(seed=-5), dict(seed=2**32)):
         with pytest.raises(UserError, match=next(iter(bad))):
             TrainConfig(**bad)
         with pytest.raises(UserError):
             phases.train_config(resolve(bad))
+    TrainConfig(grad_clip=0.0, seed=0)  # no clipping, and the smallest seed, are fine
+
+
+def test_whole_number_params_reject_fractions() -> None:
+    for key in ("epochs", "batch_size", "seed", "steps_per_epoch"):
+        with pytest.raises(UserError, match=f"param {key} must be a whole number, got 1.5"):
+            resolve({key: 1.5})
+    assert resolve({"lr": 1, "dropout": 0})["lr"] == 1  # a whole number where a float goes is fine
+
+
+def test_max_length_must_fit_the_checkpoints_positions() -> None:
+    for bad in (2, 513, 64.0, True, "128"):
+        with pytest.raises(UserError, match="param max_length must be a whole number from 3 to 512"):
+            phases.check_max_length("max_length", bad, 512)
+    for good in (3, 128, 512):
+        phases.check_max_length("max_length", good, 512)
 
 
 # -- the training loop, end to end ----------------------------------------------------------------
