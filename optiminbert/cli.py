@@ -169,7 +169,7 @@ def run_app(typer_app: typer.Typer) -> None:
     """Run a Typer app with one-line errors (tracebacks only with --debug)."""
     try:
         typer_app()
-    except UserError as exc:
+    except (UserError, OSError) as exc:  # OSError: the file system's answer (disk full, permission denied)
         if "--debug" in sys.argv:
             raise
         sys.stderr.write(f"error: {exc}\n")

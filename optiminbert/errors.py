@@ -1,4 +1,4 @@
-"""The one exception type the command line turns into a one-line message."""
+"""The exception type for bad input; the command line shows it (and the file system's OSErrors) as one line."""
 
 
 class UserError(Exception):

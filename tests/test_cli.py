@@ -138,6 +138,14 @@ def test_predict_rejects_unknown_or_contradictory_options(tmp_path, sst_run, arg
     assert_one_line_error(cli("predict", str(sst_run), *args, cwd=tmp_path), fragment)
 
 
+def test_predict_out_that_is_a_directory_is_named(tmp_path, sst_run):
+    # It once failed after scoring, in a traceback naming a temporary file.
+    (tmp_path / "out").mkdir()
+    result = cli("predict", str(sst_run), "--task", "sst", "--text", "A good film .", "--out", "out", cwd=tmp_path)
+    assert_one_line_error(result, "cannot write out: it is a directory")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_a_pair_row_short_of_its_second_sentence_is_named(tmp_path):
     (tmp_path / "pairs.csv").write_text("sentence1,sentence2\nHow do I cook rice?,How to cook rice?\nonly one\n")
     with pytest.raises(UserError, match=r"pairs.csv row 2: empty sentence2$"):
