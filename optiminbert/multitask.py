@@ -103,8 +103,9 @@ class MultitaskBert(nn.Module):
             return torch.stack([u, v], dim=1)
         if TASKS[task].kind != "binary":
             return STS_SCALE * F.cosine_similarity(u, v, dim=-1)
-        # Stacked before the head reads u and v: autograd sums their three gradients in creation
-        # order, and stacking after the head changed the committed Quora runs' rounding, so their path.
+        # Stacked before the head reads u and v: autograd sums the three gradients each one gets
+        # in an order that follows creation, and stacking afterwards changes their rounding, and
+        # with it every committed Quora run.
         pair = torch.stack([u, v], dim=1)
         logit = self.heads[task](self.dropout(torch.cat([u, v, (u - v).abs()], dim=-1))).squeeze(-1)
         return PairLogit(logit, pair)

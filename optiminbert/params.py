@@ -48,6 +48,19 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# The sections params.yaml may hold, with their subsections. Stages read only these, so any
+# other mapping (a typo such as ``specialst``) would be silently ignored: load() rejects it.
+SECTIONS: dict[str, dict] = {
+    "prepare": {},
+    "baseline": {"pretrain": {}, "finetune": {}, "sst": {}, "cfimdb": {}},
+    "mtl": {},
+    "mtl_embed": {},
+    "specialist": {"sst": {}, "quora": {}, "sts": {}},
+    "evaluate": {},
+    "ensemble": {},
+}
+
+
 class _Loader(yaml.SafeLoader):
     """YAML 1.2 floats on top of PyYAML's YAML 1.1: there 2e-05 (no dot), which is what
     ``dvc exp run -S lr=2e-5`` writes into params.yaml, would be read as a string."""
@@ -76,7 +89,18 @@ def load(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise UserError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from exc
     if not isinstance(loaded, dict):
         raise UserError(f"{path}: expected a mapping of params at the top level")
+    _check_sections(loaded, SECTIONS, path)
     return loaded
+
+
+def _check_sections(node: dict, known: dict, path: Path, prefix: str = "") -> None:
+    for name, value in node.items():
+        if not isinstance(value, dict):
+            continue
+        if name not in known:
+            choices = ", ".join(prefix + k for k in known) if known else f"none ({prefix.rstrip('.')} takes params only)"
+            raise UserError(f"{path}: unknown section {prefix}{name}; known: {choices}")
+        _check_sections(value, known[name], path, f"{prefix}{name}.")
 
 
 def resolve(params: dict[str, Any], *sections: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,26 @@ def test_exponent_floats_as_dvc_writes_them_are_numbers(tmp_path):
     (tmp_path / "params.yaml").write_text("lr: 2e-05\nwarmup: .5E-1\nbaseline:\n  finetune:\n    head_lr: 1e+3\n")
     resolved = params_file.resolve(params_file.load(tmp_path / "params.yaml"), "baseline.finetune")
     assert (resolved["lr"], resolved["warmup"], resolved["head_lr"]) == (2e-05, 0.05, 1000.0)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("specialst:\n  lr: 1.0e-3\n", "unknown section specialst; known: prepare, baseline, mtl"),
+        ("specialist:\n  quroa:\n    lr: 1.0\n", "unknown section specialist.quroa; known: specialist.sst, specialist.quora"),
+        ("mtl:\n  sst:\n    lr: 1.0\n", "unknown section mtl.sst; known: none (mtl takes params only)"),
+    ],
+)
+def test_a_misspelt_section_is_named_not_ignored(tmp_path, text, message):
+    # Stages read only the sections they know, so these once changed nothing, silently.
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(UserError, match=re.escape(message)):
+        params_file.load(tmp_path / "params.yaml")
+
+
+def test_the_projects_params_yaml_has_only_known_sections():
+    loaded = params_file.load(Path(__file__).parents[1] / "params.yaml")
+    assert loaded["specialist"]["quora"]["head_lr"] == 3.0e-3
 
 
 @pytest.fixture(scope="module")
