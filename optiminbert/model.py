@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,13 @@ class BertConfig:
         if config.hidden_act not in _ACTIVATIONS:
             raise UserError(f"{path}: unsupported hidden_act {config.hidden_act!r}")
         return config
+
+    def check_length(self, key: str, value: Any) -> None:
+        """A params.yaml length (``max_length``, ``cfimdb_max_length``) this checkpoint can embed."""
+        # 3: [CLS], one token, [SEP]; beyond the checkpoint's positions, long texts would have none.
+        positions = self.max_position_embeddings
+        if isinstance(value, bool) or not isinstance(value, int) or not 3 <= value <= positions:
+            raise UserError(f"param {key} must be a whole number from 3 to {positions} (the checkpoint's positions), got {value!r}")
 
     def to_json(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -67,17 +67,11 @@ def runtime_for(p: dict[str, Any]) -> Runtime:
     return Runtime(device, resolve_precision(p["precision"], device))
 
 
-def check_max_length(key: str, value: Any, positions: int) -> None:
-    # 3: [CLS], one token, [SEP]; beyond the checkpoint's positions, long texts would have none.
-    if isinstance(value, bool) or not isinstance(value, int) or not 3 <= value <= positions:
-        raise UserError(f"param {key} must be a whole number from 3 to {positions} (the checkpoint's positions), got {value!r}")
-
-
 def build_model(p: dict[str, Any], tasks: list[str], pairs: str, frozen: bool) -> MultitaskBert:
     if not 0 <= p["dropout"] < 1:
         raise UserError(f"param dropout must be in [0, 1), got {p['dropout']!r}")
     encoder = BertModel.from_pretrained(p["checkpoint"])
-    check_max_length("max_length", p["max_length"], encoder.config.max_position_embeddings)
+    encoder.config.check_length("max_length", p["max_length"])
     layers = p["freeze_layers"]
     if isinstance(layers, bool) or not isinstance(layers, int) or not 0 <= layers <= encoder.config.num_hidden_layers:
         raise UserError(

@@ -35,11 +35,11 @@ def _with(p: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 def prepare(params: dict, overrides: dict | None = None) -> None:
     p = _with(resolve(params, "prepare"), overrides or {})
     # A wrong checkpoint or length fails before any data is read or written.
-    positions = BertConfig.from_json(resolve_checkpoint(p["checkpoint"]) / "config.json").max_position_embeddings
+    config = BertConfig.from_json(resolve_checkpoint(p["checkpoint"]) / "config.json")
     lengths = {task: p["max_length"] for task in TASKS}
     lengths["cfimdb"] = p.get("cfimdb_max_length", p["max_length"])
-    for key in ("max_length", "cfimdb_max_length"):
-        phases.check_max_length(key, p.get(key, p["max_length"]), positions)
+    config.check_length("max_length", p["max_length"])
+    config.check_length("cfimdb_max_length", lengths["cfimdb"])
     skipped = prepared.prepare(p["data"], PREPARED, p["checkpoint"], lengths)
     console.print(skipped or "no rows skipped")
 

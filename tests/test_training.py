@@ -21,7 +21,7 @@ from optiminbert import evaluation, phases, runtime
 from optiminbert.batching import join_pair, length_bucketed_batches, pad, pad_side_by_side
 from optiminbert.errors import UserError
 from optiminbert.metrics import normalised, overall, task_score
-from optiminbert.model import BertModel
+from optiminbert.model import BertConfig, BertModel
 from optiminbert.multitask import STS_SCALE, MultitaskBert, SentenceEmbedding, mean_pool
 from optiminbert.params import resolve
 from optiminbert.prepared import TaskSplit, split_path
@@ -253,9 +253,9 @@ def test_whole_number_params_reject_fractions() -> None:
 def test_max_length_must_fit_the_checkpoints_positions() -> None:
     for bad in (2, 513, 64.0, True, "128"):
         with pytest.raises(UserError, match="param max_length must be a whole number from 3 to 512"):
-            phases.check_max_length("max_length", bad, 512)
+            BertConfig(max_position_embeddings=512).check_length("max_length", bad)
     for good in (3, 128, 512):
-        phases.check_max_length("max_length", good, 512)
+        BertConfig(max_position_embeddings=512).check_length("max_length", good)
 
 
 # -- the training loop, end to end ----------------------------------------------------------------
