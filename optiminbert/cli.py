@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from optiminbert import params as params_file
-from optiminbert import pipeline
+from optiminbert import phases, pipeline
 from optiminbert.errors import UserError
 from optiminbert.resume import Interrupted
 
@@ -45,7 +45,7 @@ def prepare(
 def train(
     phase: str = typer.Argument(..., help="baseline | mtl | mtl_embed | specialist"),
     task: Optional[str] = typer.Option(None, help="baseline: sst or cfimdb (default sst); specialist: only this task"),
-    mode: str = typer.Option("finetune", help="baseline: pretrain (encoder frozen) or finetune"),
+    mode: Optional[str] = typer.Option(None, help="baseline: pretrain (encoder frozen) or finetune (default finetune)"),
     params: Path = ParamsOption,
     lr: Optional[float] = typer.Option(None, help="peak learning rate"),
     head_lr: Optional[float] = typer.Option(None, help="the task heads' peak learning rate (0: lr)"),
@@ -81,9 +81,14 @@ def train(
     )
     phase = phase.replace("-", "_")
     if phase == "baseline":
-        pipeline.train_baseline(loaded, task or "sst", mode, overrides, resume=resume)
-    else:
-        pipeline.train_phase(loaded, phase, overrides, [task] if task else None, resume=resume)
+        pipeline.train_baseline(loaded, task or "sst", mode or "finetune", overrides, resume=resume)
+        return
+    # An option that does not apply would otherwise be ignored, and the run would not be the one asked for.
+    if mode not in (None, "finetune"):
+        raise UserError(f"--mode {mode} is for baseline runs: {phase} always fine-tunes the encoder")
+    if task is not None and phase in phases.PHASES and phases.PHASES[phase].joint:
+        raise UserError(f"--task is for baseline and specialist runs: {phase} trains sst, quora and sts in one model")
+    pipeline.train_phase(loaded, phase, overrides, [task] if task else None, resume=resume)
 
 
 @app.command()

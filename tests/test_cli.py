@@ -48,6 +48,8 @@ def test_help_lists_the_commands(tmp_path):
         (["train", "nonsense"], ["unknown phase 'nonsense'", "baseline"]),
         (["train", "baseline", "--task", "imdb"], ["unknown task 'imdb'"]),
         (["train", "baseline", "--mode", "half"], ["unknown mode 'half'"]),
+        (["train", "mtl", "--task", "sst"], ["--task is for baseline and specialist runs", "mtl trains"]),
+        (["train", "specialist", "--mode", "pretrain"], ["--mode pretrain is for baseline runs"]),
         (["prepare", "--max-length", "2"], ["param max_length must be a whole number from 3 to 512", "got 2"]),
     ],
 )
