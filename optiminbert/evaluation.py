@@ -88,20 +88,24 @@ def read_probabilities(task: str, path: Path) -> tuple[list[str], np.ndarray]:
 def evaluate_ensemble(members: list[str], prepared_dir: Path, out: Path) -> dict:
     """Average the phases' predictions (class and paraphrase probabilities, STS scores) and
     score the average like a phase: metrics/ensemble.json and predictions/ensemble/."""
-    if len(members) < 2 or any(m not in PHASES for m in members):
-        raise UserError(f"param ensemble.members must name two or more of {', '.join(PHASES)}, got {members!r}")
-    dev_scores = {}
+    if not isinstance(members, list) or len(set(members)) < 2 or any(m not in PHASES for m in members):
+        raise UserError(f"param ensemble.members must list two or more different phases of {', '.join(PHASES)}, got {members!r}")
+    # Every member's file is read before anything is written: a missing or stale one leaves no
+    # ensemble half made of this run's predictions and half of the last one's.
+    averaged = {}
     for task in STUDY_TASKS:
         for split in ("dev", "test"):
             read = [read_probabilities(task, out / "predictions" / m / f"{task}-{split}.csv") for m in members]
             ids = read[0][0]
             if any(other_ids != ids for other_ids, _ in read[1:]):
                 raise UserError(f"predictions of {', '.join(members)} for {task}-{split} list different ids; re-run their evaluation")
-            probs = np.mean([values for _, values in read], axis=0)
-            write_csv_atomic(*prediction_table(task, ids, probs), out / "predictions" / "ensemble" / f"{task}-{split}.csv")
-            if split == "dev":
-                labels = TaskSplit.load(split_path(prepared_dir, task, "dev")).labels.numpy()
-                dev_scores[task] = task_score(task, decide(task, probs), labels)
+            averaged[task, split] = ids, np.mean([values for _, values in read], axis=0)
+    dev_scores = {}
+    for (task, split), (ids, probs) in averaged.items():
+        write_csv_atomic(*prediction_table(task, ids, probs), out / "predictions" / "ensemble" / f"{task}-{split}.csv")
+        if split == "dev":
+            labels = TaskSplit.load(split_path(prepared_dir, task, "dev")).labels.numpy()
+            dev_scores[task] = task_score(task, decide(task, probs), labels)
     dev = {METRIC_KEYS[t]: round(dev_scores[t], 4) for t in STUDY_TASKS}
     dev["overall"] = round(overall(dev_scores["sst"], dev_scores["quora"], dev_scores["sts"]), 4)
     metrics = {"dev": dev, "members": members}

@@ -133,7 +133,7 @@ def ablation_report() -> str:
 def evaluate(params: dict, phase: str) -> dict:
     if phase == "ensemble":
         members = (params.get("ensemble") or {}).get("members", list(phases.PHASES))
-        return evaluation.evaluate_ensemble(list(members), PREPARED, Path("."))
+        return evaluation.evaluate_ensemble(members, PREPARED, Path("."))
     _check("phase", phase, ("baseline", *phases.PHASES, "ensemble"))
     p = resolve(params, "evaluate")
     return evaluation.evaluate_phase(phase, MODELS, PREPARED, Path("."), p)

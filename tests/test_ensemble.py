@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from optiminbert.evaluation import evaluate_ensemble, prediction_table
 from optiminbert.atomic import write_csv_atomic
+from optiminbert.errors import UserError
 from optiminbert.metrics import overall
 from optiminbert.prepared import TaskSplit, split_path
 
@@ -57,3 +59,23 @@ def test_one_member_or_a_missing_phase_is_refused(tmp_path, tiny_prepared):
     with pytest.raises(Exception, match="predictions not found"):
         evaluate_ensemble(["mtl", "specialist"], tiny_prepared, tmp_path)
     assert not (tmp_path / "metrics").exists()
+
+
+@pytest.mark.parametrize("members", ["mtl", ["mtl", "mtl"], ["mtl", "foo"]])
+def test_members_must_be_a_list_of_different_phases(tmp_path, tiny_prepared, members):
+    # A string would otherwise be read letter by letter, and a repeated phase averaged with itself.
+    with pytest.raises(UserError, match=re.escape(f"two or more different phases of mtl, mtl_embed, specialist, got {members!r}")):
+        evaluate_ensemble(members, tiny_prepared, tmp_path)
+
+
+def test_a_member_missing_a_file_leaves_no_ensemble_output(tmp_path, tiny_prepared):
+    for task in ("sst", "quora", "sts"):
+        for split in ("dev", "test"):
+            data = TaskSplit.load(split_path(tiny_prepared, task, split))
+            probs = np.full((len(data), 5), 0.2) if task == "sst" else np.full(len(data), 0.5)
+            for member in ("mtl", "specialist"):
+                if (member, task, split) != ("specialist", "sts", "test"):
+                    _write(tmp_path, member, task, split, data.ids, probs)
+    with pytest.raises(UserError, match="sts-test"):
+        evaluate_ensemble(["mtl", "specialist"], tiny_prepared, tmp_path)
+    assert not (tmp_path / "predictions" / "ensemble").exists() and not (tmp_path / "metrics").exists()
