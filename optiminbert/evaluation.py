@@ -88,7 +88,7 @@ def read_probabilities(task: str, path: Path) -> tuple[list[str], np.ndarray]:
 def evaluate_ensemble(members: list[str], prepared_dir: Path, out: Path) -> dict:
     """Average the phases' predictions (class and paraphrase probabilities, STS scores) and
     score the average like a phase: metrics/ensemble.json and predictions/ensemble/."""
-    if not isinstance(members, list) or len(set(members)) < 2 or any(m not in PHASES for m in members):
+    if not isinstance(members, list) or not all(isinstance(m, str) and m in PHASES for m in members) or len(set(members)) < 2:
         raise UserError(f"param ensemble.members must list two or more different phases of {', '.join(PHASES)}, got {members!r}")
     # Every member's file is read before anything is written: a missing or stale one leaves no
     # ensemble half made of this run's predictions and half of the last one's.

@@ -61,7 +61,7 @@ def test_one_member_or_a_missing_phase_is_refused(tmp_path, tiny_prepared):
     assert not (tmp_path / "metrics").exists()
 
 
-@pytest.mark.parametrize("members", ["mtl", ["mtl", "mtl"], ["mtl", "foo"]])
+@pytest.mark.parametrize("members", ["mtl", ["mtl", "mtl"], ["mtl", "foo"], ["mtl", ["specialist"]]])
 def test_members_must_be_a_list_of_different_phases(tmp_path, tiny_prepared, members):
     # A string would otherwise be read letter by letter, and a repeated phase averaged with itself.
     with pytest.raises(UserError, match=re.escape(f"two or more different phases of mtl, mtl_embed, specialist, got {members!r}")):
