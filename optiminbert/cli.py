@@ -52,6 +52,7 @@ def train(
     epochs: Optional[int] = typer.Option(None),
     batch_size: Optional[int] = typer.Option(None),
     dropout: Optional[float] = typer.Option(None, help="dropout before each task head"),
+    ema: Optional[float] = typer.Option(None, help="score and save a moving average of the weights with this decay (0: off)"),
     seed: Optional[int] = typer.Option(None),
     surgery: Optional[str] = typer.Option(None, help="gradient strategy: none | pcgrad"),
     contrastive: Optional[str] = typer.Option(None, help="extra loss on positive pairs: none | mnrl | gist"),
@@ -75,7 +76,7 @@ def train(
     The same command with --resume continues from it."""
     loaded = params_file.load(params)
     overrides = dict(
-        lr=lr, head_lr=head_lr, epochs=epochs, batch_size=batch_size, dropout=dropout, seed=seed,
+        lr=lr, head_lr=head_lr, epochs=epochs, batch_size=batch_size, dropout=dropout, ema=ema, seed=seed,
         surgery=surgery, contrastive=contrastive, online_contrastive=online_contrastive, pooling=pooling,
         freeze_layers=freeze_layers, checkpoint=checkpoint, device=device, precision=precision, compile=compile,
     )

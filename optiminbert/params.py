@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "dropout": 0.3,
     "warmup": 0.1,
     "grad_clip": 1.0,
+    "ema": 0.0,  # decay of the weights' moving average that is scored and saved (0: the last weights)
     "freeze_word_embeddings": True,
     "freeze_layers": 0,  # embeddings and the bottom N transformer layers get no gradient
     "compile": False,  # torch.compile the encoder for training (see the README: it pays on a GPU only)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from optiminbert import distributed
+from optiminbert.averaging import WeightAverage
 from optiminbert.batching import sequential_batches
 from optiminbert.errors import UserError
 from optiminbert.metrics import selection_score, task_score, to_predictions
@@ -35,6 +36,7 @@ class TrainConfig:
     batch_size: int = 32
     warmup: float = 0.1  # fraction of steps with linear warm-up, then linear decay; 0 = constant lr
     grad_clip: float = 1.0  # max gradient norm; 0 turns clipping off
+    ema: float = 0.0  # decay of the weights' moving average that is scored and kept; 0: the last weights
     eps: float = 1e-6
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
@@ -54,6 +56,8 @@ class TrainConfig:
                 raise UserError(f"param {name} must be positive, got {getattr(self, name)!r}")
         if not 0 <= self.warmup < 1:
             raise UserError(f"param warmup must be in [0, 1), got {self.warmup!r}")
+        if not 0 <= self.ema < 1:  # 1 would keep the starting weights
+            raise UserError(f"param ema must be in [0, 1) (0: no averaging), got {self.ema!r}")
         if self.grad_clip < 0:  # a negative max norm would flip the gradient's sign
             raise UserError(f"param grad_clip must be >= 0 (0: no clipping), got {self.grad_clip!r}")
         if not 0 <= self.seed < 2**32:  # what numpy's seeding accepts
@@ -131,7 +135,8 @@ def fit(
     resume: ResumeFile | None = None,
 ) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Train with round-robin batches, evaluate on dev after each epoch and keep the best
-    epoch's weights (loaded back into ``model`` at the end). Returns per-epoch records and
+    epoch's weights (loaded back into ``model`` at the end; with ``cfg.ema``, the weights'
+    moving average is what is evaluated and kept). Returns per-epoch records and
     the best epoch's raw dev outputs (the evaluation stage reuses them instead of re-scoring dev).
     ``train`` and ``losses`` share their keys: the dev tasks, plus any auxiliary task.
 
@@ -159,6 +164,7 @@ def fit(
     )
     shared = model.shared_parameters()
     task_params = {task: model.task_parameters(task) for task in train}
+    average = WeightAverage(params, cfg.ema) if cfg.ema else None
 
     history, best, best_state, best_outputs, global_step = [], -math.inf, None, None, 0
     start_epoch, done, tally = 1, 0, _fresh_tally(train)
@@ -171,6 +177,8 @@ def fit(
         scheduler.load_state_dict(saved["scheduler"])
         schedule.load_state_dict(saved["schedule"])
         strategy.load_state_dict(saved["strategy"])
+        if average:
+            average.load_state_dict(saved["average"])
         set_rng_state(saved["rng"])
         history, best, best_state, global_step = saved["history"], saved["best"], saved["best_state"], saved["global_step"]
         best_outputs = saved["best_outputs"]
@@ -181,6 +189,7 @@ def fit(
             {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "schedule": schedule.state_dict(), "strategy": strategy.state_dict(), "rng": rng_state(),
+                "average": average.state_dict() if average else None,
                 "history": history, "best": best, "best_state": best_state, "best_outputs": best_outputs,
                 "global_step": global_step,
                 "epoch": epoch, "step": step, "tally": tally,
@@ -231,6 +240,8 @@ def fit(
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 optimizer.step()
                 scheduler.step()
+                if average:
+                    average.update()
                 global_step += 1
                 if step % LOG_EVERY == 0 or step == schedule.steps_per_epoch:
                     interval = step % LOG_EVERY or LOG_EVERY
@@ -241,8 +252,15 @@ def fit(
                 progress.update(bar, advance=1, info=f"loss {shown} | {tally['examples'] / tally['seconds']:.0f} ex/s")
                 if request is not None and request.signum is not None and step < schedule.steps_per_epoch:
                     raise stop(request.signum, epoch, step)
-            scores, outputs = evaluate(model, dev, runtime, cfg)
-            score = selection_score(scores)
+            # With averaging, dev scores the average, and the average is what a best epoch keeps.
+            with average.applied() if average else nullcontext():
+                scores, outputs = evaluate(model, dev, runtime, cfg)
+                score = selection_score(scores)
+                # A NaN score (e.g. constant dev labels) never beats -inf: keep the first epoch then.
+                if score > best or best_state is None:
+                    best = score
+                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                    best_outputs = outputs
             history.append(
                 {
                     "epoch": epoch,
@@ -257,11 +275,6 @@ def fit(
             progress.console.print(
                 f"{label} epoch {epoch}: dev " + ", ".join(f"{t} {s:.4f}" for t, s in scores.items())
             )
-            # A NaN score (e.g. constant dev labels) never beats -inf: keep the first epoch then.
-            if score > best or best_state is None:
-                best = score
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                best_outputs = outputs
             done, tally = 0, _fresh_tally(train)
             if request is not None and request.signum is not None and epoch < cfg.epochs:
                 raise stop(request.signum, epoch + 1, 0)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from optiminbert import params as params_file
+from optiminbert import phases
 from optiminbert.errors import UserError
 from optiminbert.phases import train_run
 from optiminbert.predict import read_inputs
@@ -91,6 +92,16 @@ def test_a_misspelt_section_is_named_not_ignored(tmp_path, text, message):
     (tmp_path / "params.yaml").write_text(text)
     with pytest.raises(UserError, match=re.escape(message)):
         params_file.load(tmp_path / "params.yaml")
+
+
+def test_known_sections_are_the_stages_and_their_subsections():
+    # params.py stays torch-free, so it spells out names phases.py holds: a new phase or task
+    # added there alone would make its params.yaml section an "unknown section" error.
+    joint = {name: {} for name, spec in phases.PHASES.items() if spec.joint}
+    per_task = {name: {t: {} for t in phases.STUDY_TASKS} for name, spec in phases.PHASES.items() if not spec.joint}
+    baseline = {k: {} for k in (*phases.BASELINE_MODES, *phases.BASELINE_TASKS)}
+    expected = {"prepare": {}, "baseline": baseline, **joint, **per_task, "evaluate": {}, "ensemble": {}}
+    assert params_file.SECTIONS == expected
 
 
 def test_the_projects_params_yaml_has_only_known_sections():

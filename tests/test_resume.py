@@ -57,7 +57,7 @@ def _assert_same_run(a: Path, b: Path) -> None:
 
 @pytest.mark.parametrize("at_step", [3, 7])  # mid-epoch 1, and mid-epoch 2 (5 steps per epoch)
 def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(tmp_path, tiny_prepared, tiny_params, one_thread, monkeypatch, at_step):
-    p = {**tiny_params, "surgery": "pcgrad", "steps_per_epoch": 5}
+    p = {**tiny_params, "surgery": "pcgrad", "steps_per_epoch": 5, "ema": 0.9}  # the average resumes too
     tasks = list(phases.STUDY_TASKS)
     phases.train_run(p, tasks, "siamese", tiny_prepared, tmp_path / "straight", "mtl")
 

@@ -18,6 +18,7 @@ import transformers
 from safetensors.torch import load_file
 
 from optiminbert import evaluation, phases, runtime
+from optiminbert.averaging import WeightAverage
 from optiminbert.batching import join_pair, length_bucketed_batches, pad, pad_side_by_side
 from optiminbert.errors import UserError
 from optiminbert.metrics import normalised, overall, task_score
@@ -235,7 +236,10 @@ def test_task_scores_on_tiny_arrays() -> None:
 def test_train_config_rejects_bad_values() -> None:
     # A negative grad_clip once flipped every clipped gradient's sign and trained silently;
     # a negative seed reached numpy's seeding as a traceback.
-    for bad in (dict(lr=0), dict(lr=-1e-5), dict(batch_size=0), dict(grad_clip=-1.0), dict(seed=-5), dict(seed=2**32)):
+    for bad in (
+        dict(lr=0), dict(lr=-1e-5), dict(batch_size=0), dict(grad_clip=-1.0), dict(seed=-5), dict(seed=2**32),
+        dict(ema=1.0), dict(ema=-0.5),
+    ):
         with pytest.raises(UserError, match=next(iter(bad))):
             TrainConfig(**bad)
         with pytest.raises(UserError):
@@ -360,6 +364,34 @@ def test_frozen_layers_keep_their_weights_and_the_rest_trains(trainer, tiny_chec
 def test_freeze_layers_out_of_range_is_a_clear_error(trainer, layers) -> None:
     with pytest.raises(UserError, match="freeze_layers must be an integer from 0 to 2"):
         trainer(f"freeze-{layers}", ["sst"], freeze_layers=layers)
+
+
+def test_weight_average_follows_the_ema_rule_and_puts_the_trained_weights_back() -> None:
+    weights = [torch.nn.Parameter(torch.tensor([0.0, 4.0]))]
+    average = WeightAverage(weights, decay=0.5)
+    for value in ([2.0, 0.0], [4.0, 4.0]):  # two optimizer steps
+        with torch.no_grad():
+            weights[0].copy_(torch.tensor(value))
+        average.update()
+    # 0.5 * (0.5 * [0, 4] + 0.5 * [2, 0]) + 0.5 * [4, 4]: the average starts from the first weights
+    assert average.average[0].tolist() == [2.5, 3.0]
+    with pytest.raises(RuntimeError), average.applied():
+        assert weights[0].tolist() == [2.5, 3.0]
+        raise RuntimeError  # the trained weights come back even when the block fails
+    assert weights[0].tolist() == [4.0, 4.0]
+
+
+def test_ema_scores_and_saves_the_average_and_trains_as_without(trainer, finetuned: Run, tiny_checkpoint: Path) -> None:
+    averaged = trainer("finetune-ema", ["sst"], ema=0.5)
+    # The average is only read: the same steps and losses.
+    assert [(h["train_loss"], h["steps"]) for h in averaged.history] == [(h["train_loss"], h["steps"]) for h in finetuned.history]
+    assert snapshot(averaged.dir / "encoder") != snapshot(finetuned.dir / "encoder")
+    # A decay this close to 1 keeps the weights training started from, and that is what is saved.
+    still = trainer("finetune-ema-still", ["sst"], ema=1 - 1e-9)
+    checkpoint, saved = encoder_weights(tiny_checkpoint), encoder_weights(still.dir / "encoder")
+    assert all(torch.allclose(saved[k], checkpoint[k], atol=1e-6) for k in checkpoint)
+    trained = encoder_weights(finetuned.dir / "encoder")
+    assert not all(torch.allclose(trained[k], checkpoint[k], atol=1e-6) for k in checkpoint)
 
 
 def test_compiled_training_saves_the_eager_layout(trainer, finetuned: Run, tiny_checkpoint: Path) -> None:
