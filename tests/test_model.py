@@ -19,6 +19,9 @@ from optiminbert.tokenizer import load_tokenizer
 
 ATOL = 1e-4
 ATTN_IMPLEMENTATIONS = ["eager", "sdpa"]
+# CUDA attention takes other code paths (SDPA's fused kernels, torch's dropout), so the layout
+# tests run there too when a GPU is present.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
 TINY = dict(
     vocab_size=99,
     hidden_size=32,
@@ -107,6 +110,7 @@ def tokenized_batch(tokenizer, items: list[str | tuple[str, str]]) -> dict[str, 
 def assert_same_outputs(ours: BertModel, theirs: transformers.BertModel, batch: dict, atol: float = ATOL):
     """last_hidden_state at real (unpadded) positions and pooler_output agree within ``atol``."""
     assert not ours.training and not theirs.training
+    batch = {k: v.to(next(ours.parameters()).device) for k, v in batch.items()}
     a = ours(**batch)
     b = theirs(**batch)
     real = batch["attention_mask"].bool()
@@ -177,11 +181,13 @@ SENTENCES = [
 # -- 1. parity with transformers.BertModel ---------------------------------------------------
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("attn_implementation", ATTN_IMPLEMENTATIONS)
-def test_tiny_random_checkpoint_matches_transformers(tmp_path, attn_implementation):
+def test_tiny_random_checkpoint_matches_transformers(tmp_path, attn_implementation, device):
     theirs = tiny_hf_model(attn_implementation)
     directory = save_hf_checkpoint(theirs, tmp_path / "tiny")
-    ours = BertModel.from_pretrained(directory).eval()
+    ours = BertModel.from_pretrained(directory).eval().to(device)
+    theirs.to(device)
     assert ours.config.hidden_size == 32 and len(ours.layers) == 2
     assert_same_outputs(ours, theirs, padded_batch())
 
@@ -471,12 +477,15 @@ def test_side_by_side_positions_restart_and_attention_stays_within_each_sequence
     assert keys[0, 9].tolist() == [True] * 8 + [False] * 2  # padding sees every real token
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mode", ["padded", "packed inference", "training"])
-def test_side_by_side_sequences_encode_as_if_each_had_its_own_row(mode):
+def test_side_by_side_sequences_encode_as_if_each_had_its_own_row(mode, device):
     """A siamese pair in one row must give each sentence's tokens the states (and the weights
     the gradients) that encoding the two sentences as separate rows gives."""
-    batch = pad_side_by_side(PAIRS)
-    rows = pad([a for a, _ in PAIRS] + [b for _, b in PAIRS])
+    if mode == "packed inference" and device != "cpu":
+        pytest.skip("only CPU inference packs")
+    batch = {k: v.to(device) for k, v in pad_side_by_side(PAIRS).items()}
+    rows = {k: v.to(device) for k, v in pad([a for a, _ in PAIRS] + [b for _, b in PAIRS]).items()}
     in_rows = [(r, slice(0, len(a))) for r, (a, _) in enumerate(PAIRS)]
     in_rows += [(len(PAIRS) + r, slice(0, len(b))) for r, (_, b) in enumerate(PAIRS)]
     side = [(r, slice(0, len(a))) for r, (a, _) in enumerate(PAIRS)]
@@ -484,7 +493,7 @@ def test_side_by_side_sequences_encode_as_if_each_had_its_own_row(mode):
     results = []
     for inputs, where in ((batch, side), (rows, in_rows)):
         torch.manual_seed(0)
-        model = BertModel(BertConfig(**TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+        model = BertModel(BertConfig(**TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).to(device)
         model.train(mode == "training")
         with torch.set_grad_enabled(mode == "training"), torch.inference_mode(mode == "packed inference"):
             if mode == "packed inference":
@@ -501,16 +510,18 @@ def test_side_by_side_sequences_encode_as_if_each_had_its_own_row(mode):
         torch.testing.assert_close(side_grads[name], row_grads[name], atol=1e-4, rtol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("attn_implementation", ATTN_IMPLEMENTATIONS)
-def test_side_by_side_matches_transformers_with_the_same_mask_and_positions(tmp_path, attn_implementation):
+def test_side_by_side_matches_transformers_with_the_same_mask_and_positions(tmp_path, attn_implementation, device):
     theirs = tiny_hf_model(attn_implementation)
-    ours = BertModel.from_pretrained(save_hf_checkpoint(theirs, tmp_path / "tiny")).eval()
-    batch = pad_side_by_side(PAIRS)
+    ours = BertModel.from_pretrained(save_hf_checkpoint(theirs, tmp_path / "tiny")).eval().to(device)
+    theirs.to(device)
+    batch = {k: v.to(device) for k, v in pad_side_by_side(PAIRS).items()}
     keys, positions = side_by_side(batch["sequence_ids"])
     with torch.no_grad():
         mine = ours(batch["input_ids"], sequence_ids=batch["sequence_ids"]).last_hidden_state
         # An additive mask: transformers' eager attention adds a 4D mask as it is, even a boolean one.
-        additive = torch.zeros(keys.shape).masked_fill(~keys, torch.finfo(torch.float32).min)[:, None]
+        additive = torch.zeros(keys.shape, device=device).masked_fill(~keys, torch.finfo(torch.float32).min)[:, None]
         hf = theirs(batch["input_ids"], attention_mask=additive, position_ids=positions).last_hidden_state
     real = batch["attention_mask"].bool()
     torch.testing.assert_close(mine[real], hf[real], atol=ATOL, rtol=0)
