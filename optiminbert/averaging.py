@@ -28,7 +28,7 @@ class WeightAverage:
         self._update = get_ema_multi_avg_fn(decay)
 
     def update(self) -> None:
-        self._update(self.average, [p.detach() for p in self.params], None)
+        self._update(self.average, self.params, None)  # torch's EMA function runs under no_grad
 
     @contextmanager
     def applied(self) -> Iterator[None]:
@@ -41,7 +41,7 @@ class WeightAverage:
             self._copy(self.params, trained)
 
     def state_dict(self) -> dict:
-        return {"average": [a.detach().cpu() for a in self.average]}
+        return {"average": [a.cpu() for a in self.average]}
 
     def load_state_dict(self, state: dict) -> None:
         self._copy(self.average, state["average"])
