@@ -19,8 +19,8 @@ from optiminbert.tokenizer import load_tokenizer
 
 ATOL = 1e-4
 ATTN_IMPLEMENTATIONS = ["eager", "sdpa"]
-# CUDA attention takes other code paths (SDPA's fused kernels, torch's dropout), so the layout
-# tests run there too when a GPU is present.
+# On CUDA attention is SDPA's fused kernel, not the CPU's own (model.cpu_attention), so the
+# parity and layout tests run there too when a GPU is present.
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
 TINY = dict(
     vocab_size=99,
