@@ -73,11 +73,10 @@ def main() -> None:
                 else:
                     order = list(sequential_batches(lengths, size))
                 batches = [padded([(a_col[i], b_col[i]) for i in indices.tolist()]) for indices in order]
-                mask = [b["attention_mask"] for b in batches]
                 rows.setdefault(layout, {})[split_name] = {
                     "batches": bench.on_device(batches, device),
-                    "tokens": sum(int(m.sum()) for m in mask),
-                    "padding": 1 - sum(int(m.sum()) for m in mask) / sum(m.numel() for m in mask),
+                    "tokens": int(bench.real_lengths(batches).sum()),
+                    "padding": bench.padding_fraction([b["attention_mask"].sum(1) for b in batches]),
                 }
         rates = {layout: {} for layout in layouts}
         for split_name, train in (("train", True), ("dev", False)):
@@ -91,12 +90,13 @@ def main() -> None:
             seconds = bench.interleaved(run["side by side"], run["stacked"], args.reps, device, advance=lambda: None)
             for layout, key in (("side by side", "ours"), ("stacked", "hf")):
                 rates[layout][split_name] = rows[layout][split_name]["tokens"] / statistics.median(seconds[key])
+        ratios = {  # printed on the side-by-side row only
+            "side by side": [f"{rates['side by side'][n] / rates['stacked'][n]:.2f}x" for n in ("train", "dev")],
+            "stacked": ["", ""],
+        }
         for layout, r in rows.items():
-            train_ratio = rates["side by side"]["train"] / rates["stacked"]["train"]
-            dev_ratio = rates["side by side"]["dev"] / rates["stacked"]["dev"]
-            ratios = (f"{train_ratio:>11.2f}x", f"{dev_ratio:>11.2f}x") if layout == "side by side" else ("", "")
             print(f"{task:<6} {layout:<13} {len(r['train']['batches']):>7} {r['train']['tokens']:>11,} {r['train']['padding']:>8.1%}"
-                  f" | {rates[layout]['train']:>11,.0f} {ratios[0]:>12} | {rates[layout]['dev']:>15,.0f} {ratios[1]:>12}")
+                  f" | {rates[layout]['train']:>11,.0f} {ratios[layout][0]:>12} | {rates[layout]['dev']:>15,.0f} {ratios[layout][1]:>12}")
     print(f"device {device.type}, precision {'fp32' if dtype is None else str(dtype).removeprefix('torch.')}; "
           f"padding and tokens are the training batches'; dev: the whole split ({args.reps} reps, ABBA, medians)")
 
