@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from optiminbert import params as params_file
-from optiminbert import phases, pipeline
+from optiminbert import pipeline
 from optiminbert.errors import UserError
 from optiminbert.resume import Interrupted
 
@@ -80,16 +80,7 @@ def train(
         surgery=surgery, contrastive=contrastive, online_contrastive=online_contrastive, pooling=pooling,
         freeze_layers=freeze_layers, checkpoint=checkpoint, device=device, precision=precision, compile=compile,
     )
-    phase = phase.replace("-", "_")
-    if phase == "baseline":
-        pipeline.train_baseline(loaded, task or "sst", mode or "finetune", overrides, resume=resume)
-        return
-    # An option that does not apply would otherwise be ignored, and the run would not be the one asked for.
-    if mode not in (None, "finetune"):
-        raise UserError(f"--mode {mode} is for baseline runs: {phase} always fine-tunes the encoder")
-    if task is not None and phase in phases.PHASES and phases.PHASES[phase].joint:
-        raise UserError(f"--task is for baseline and specialist runs: {phase} trains sst, quora and sts in one model")
-    pipeline.train_phase(loaded, phase, overrides, [task] if task else None, resume=resume)
+    pipeline.train(loaded, phase.replace("-", "_"), task, mode, overrides, resume=resume)
 
 
 @app.command()

@@ -27,7 +27,7 @@ from optiminbert.multitask import STS_SCALE, MultitaskBert
 from optiminbert.prepared import FeatureSplit, TaskSplit, split_path
 from optiminbert.resume import ResumeFile, fingerprint
 from optiminbert.runtime import autocast, configure_cpu, precision_name, resolve_device, resolve_precision, seed_everything
-from optiminbert.surgery import SumLosses, make_strategy
+from optiminbert.surgery import make_strategy
 from optiminbert.train import Runtime, TrainConfig, fit
 
 STUDY_TASKS = ("sst", "quora", "sts")
@@ -145,11 +145,7 @@ def train_run(
     cfg = train_config(p)
     distributed.init()
     runtime = runtime_for(p)
-    # Gradient surgery only means something between tasks: a one-task run sums, once the name
-    # is checked (a typo in the specialist section would otherwise pass unseen).
-    strategy = make_strategy(p["surgery"], cfg.seed)
-    if len(tasks) == 1:
-        strategy = SumLosses()
+    strategy = make_strategy(p["surgery"], cfg.seed, len(tasks))
     seed_everything(cfg.seed)
     model = build_model(p, tasks, pairs, frozen)
     distributed.broadcast_parameters(model)

@@ -73,6 +73,22 @@ def train_baseline(
     return history
 
 
+def train(
+    params: dict, phase: str, task: str | None = None, mode: str | None = None, overrides: dict | None = None,
+    resume: bool = False,
+) -> None:
+    """`optiminbert train`: one baseline run (sst finetune unless told), a joint phase, or its
+    specialists (all three unless ``task``)."""
+    _check("phase", phase, ("baseline", *phases.PHASES))
+    if phase == "baseline":
+        train_baseline(params, task or "sst", mode or "finetune", overrides, resume=resume)
+        return
+    # An option that does not apply would otherwise be ignored, and the run would not be the one asked for.
+    if mode not in (None, "finetune"):
+        raise UserError(f"--mode {mode} is for baseline runs: {phase} always fine-tunes the encoder")
+    train_phase(params, phase, overrides, [task] if task else None, resume=resume)
+
+
 def train_phase(
     params: dict,
     phase: str,
@@ -83,9 +99,11 @@ def train_phase(
 ) -> None:
     """One joint model (mtl, mtl_embed), or one specialist per task, into ``root``'s models/
     and plots/ (the loss ablation trains its specialists under ablation/<loss>/)."""
-    _check("phase", phase, ("baseline", *phases.PHASES))
+    _check("phase", phase, tuple(phases.PHASES))
     spec = phases.PHASES[phase]
     if spec.joint:
+        if tasks is not None:  # ignoring them would train all three tasks, not the run asked for
+            raise UserError(f"{phase} trains sst, quora and sts in one model: a task (--task) is for baseline and specialist runs")
         p = _with(run_params(params, phase), overrides or {})
         history = phases.train_run(
             p, list(phases.STUDY_TASKS), spec.pairs, PREPARED, root / MODELS / phase, phase,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from optiminbert import params as params_file
-from optiminbert import phases
+from optiminbert import phases, pipeline
 from optiminbert.errors import UserError
 from optiminbert.phases import train_run
 from optiminbert.predict import read_inputs
@@ -49,13 +49,23 @@ def test_help_lists_the_commands(tmp_path):
         (["train", "nonsense"], ["unknown phase 'nonsense'", "baseline"]),
         (["train", "baseline", "--task", "imdb"], ["unknown task 'imdb'"]),
         (["train", "baseline", "--mode", "half"], ["unknown mode 'half'"]),
-        (["train", "mtl", "--task", "sst"], ["--task is for baseline and specialist runs", "mtl trains"]),
+        (["train", "mtl", "--task", "sst"], ["mtl trains sst, quora and sts in one model", "--task"]),
         (["train", "specialist", "--mode", "pretrain"], ["--mode pretrain is for baseline runs"]),
         (["prepare", "--max-length", "2"], ["param max_length must be a whole number from 3 to 512", "got 2"]),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, fragments):
     assert_one_line_error(cli(*args, cwd=tmp_path), *fragments)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_phase_trains_only_what_was_asked_for(tmp_path):
+    # The library call the stages use: a joint phase given tasks, or the baseline (whose runs
+    # are per task and mode), is refused before anything is read or written.
+    with pytest.raises(UserError, match="mtl_embed trains sst, quora and sts in one model"):
+        pipeline.train_phase({}, "mtl_embed", tasks=["sst"], root=tmp_path)
+    with pytest.raises(UserError, match="unknown phase 'baseline'"):
+        pipeline.train_phase({}, "baseline", root=tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 

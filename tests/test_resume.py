@@ -62,7 +62,7 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(tmp_path, tiny_prepa
     phases.train_run(p, tasks, "siamese", tiny_prepared, tmp_path / "straight", "mtl")
 
     state = tmp_path / "resume" / "mtl.pt"
-    monkeypatch.setattr(phases, "make_strategy", lambda name, seed: SignalAtStep(seed, at_step))
+    monkeypatch.setattr(phases, "make_strategy", lambda name, seed, tasks: SignalAtStep(seed, at_step))
     with pytest.raises(Interrupted, match="SIGTERM") as stopped:
         phases.train_run(p, tasks, "siamese", tiny_prepared, tmp_path / "resumed", "mtl", resume_path=state)
     assert stopped.value.signum == signal.SIGTERM

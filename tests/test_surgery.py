@@ -151,8 +151,10 @@ def test_sum_losses_backward_is_the_gradient_of_the_summed_loss() -> None:
         assert torch.equal(p.grad, g)
 
 
-def test_unknown_strategy_is_a_user_error() -> None:
-    with pytest.raises(UserError, match="nope"):
-        make_strategy("nope", 0)
-    assert isinstance(make_strategy("pcgrad", 0), PCGrad)
-    assert isinstance(make_strategy("none", 0), SumLosses)
+def test_strategy_by_name_and_task_count() -> None:
+    for tasks in (1, 3):  # a one-task run's name is checked too
+        with pytest.raises(UserError, match="nope"):
+            make_strategy("nope", 0, tasks)
+    assert isinstance(make_strategy("pcgrad", 0, 3), PCGrad)
+    assert isinstance(make_strategy("none", 0, 3), SumLosses)
+    assert type(make_strategy("pcgrad", 0, 1)) is SumLosses  # no other task to conflict with

@@ -1,0 +1,45 @@
+"""The README quotes the committed metrics in two tables; they must be the numbers in metrics/."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ("sst_acc", "para_acc", "sts_pearson", "overall")
+# The label each phase has in the two tables: "At a glance", and Table 2's "ours" rows.
+GLANCE = {"mtl": "round-robin multitask", "mtl_embed": "multitask + sentence embeddings, PCGrad", "specialist": "specialists"}
+TABLE2 = {
+    "mtl": "Round-robin MTL",
+    "mtl_embed": "MTL + sentence embeddings",
+    "specialist": "Specialists",
+    "ensemble": "Ensemble of the phases",
+}
+
+
+def committed(phase: str) -> list[str]:
+    dev = json.loads((ROOT / "metrics" / f"{phase}.json").read_text())["dev"]
+    return [f"{dev[k]:.4f}" for k in KEYS]
+
+
+def scores_in_row(starts: str, also: str = "") -> list[str]:
+    """The four-decimal scores of the one README table row that starts with ``starts`` and
+    holds ``also`` (a paper number in parentheses after a score is left out)."""
+    rows = [
+        line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(starts) and also in line
+    ]
+    assert len(rows) == 1, f"{len(rows)} README rows start with {starts!r} and hold {also!r}"
+    return re.findall(r"(?<![(\d.])\d\.\d{4}\b", rows[0])
+
+
+@pytest.mark.parametrize("phase", GLANCE)
+def test_at_a_glance_quotes_the_committed_metrics(phase: str) -> None:
+    assert scores_in_row(f"| {GLANCE[phase]} |") == committed(phase)
+
+
+@pytest.mark.parametrize("phase", TABLE2)
+def test_table_2_quotes_the_committed_metrics(phase: str) -> None:
+    assert scores_in_row(f"| {TABLE2[phase]}", "| ours |") == committed(phase)
