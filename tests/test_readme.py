@@ -21,7 +21,7 @@ TABLE2 = {
 
 
 def committed(phase: str) -> list[str]:
-    dev = json.loads((ROOT / "metrics" / f"{phase}.json").read_text())["dev"]
+    dev = json.loads((ROOT / "metrics" / f"{phase}.json").read_text(encoding="utf-8"))["dev"]
     return [f"{dev[k]:.4f}" for k in KEYS]
 
 
@@ -29,7 +29,7 @@ def scores_in_row(starts: str, also: str = "") -> list[str]:
     """The four-decimal scores of the one README table row that starts with ``starts`` and
     holds ``also`` (a paper number in parentheses after a score is left out)."""
     rows = [
-        line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(starts) and also in line
+        line for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines() if line.startswith(starts) and also in line
     ]
     assert len(rows) == 1, f"{len(rows)} README rows start with {starts!r} and hold {also!r}"
     return re.findall(r"(?<![(\d.])\d\.\d{4}\b", rows[0])
