@@ -1,4 +1,4 @@
-"""The README quotes the committed metrics in two tables; they must be the numbers in metrics/."""
+"""The README quotes the committed metrics in tables; they must be the numbers in metrics/ and ablation/."""
 
 from __future__ import annotations
 
@@ -43,3 +43,9 @@ def test_at_a_glance_quotes_the_committed_metrics(phase: str) -> None:
 @pytest.mark.parametrize("phase", TABLE2)
 def test_table_2_quotes_the_committed_metrics(phase: str) -> None:
     assert scores_in_row(f"| {TABLE2[phase]}", "| ours |") == committed(phase)
+
+
+@pytest.mark.parametrize("task, label", [("quora", "| Quora | paraphrase acc |"), ("sts", "| STS | Pearson r |")])
+def test_the_loss_ablation_table_quotes_ablation_metrics(task: str, label: str) -> None:
+    runs = json.loads((ROOT / "ablation" / "metrics.json").read_text(encoding="utf-8"))[task]
+    assert scores_in_row(label) == [f"{runs[loss]['dev']:.4f}" for loss in ("none", "mnrl", "gist")]
