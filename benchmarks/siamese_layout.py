@@ -34,7 +34,7 @@ def main() -> None:
     from optiminbert.model import BertModel
     from optiminbert.pipeline import PREPARED, run_params
     from optiminbert.prepared import TaskSplit, split_path
-    from optiminbert.runtime import configure_cpu, resolve_device, resolve_precision
+    from optiminbert.runtime import configure_cpu, precision_name, resolve_device, resolve_precision
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=40, help="training batches per layout")
@@ -97,7 +97,7 @@ def main() -> None:
         for layout, r in rows.items():
             print(f"{task:<6} {layout:<13} {len(r['train']['batches']):>7} {r['train']['tokens']:>11,} {r['train']['padding']:>8.1%}"
                   f" | {rates[layout]['train']:>11,.0f} {ratios[layout][0]:>12} | {rates[layout]['dev']:>15,.0f} {ratios[layout][1]:>12}")
-    print(f"device {device.type}, precision {'fp32' if dtype is None else str(dtype).removeprefix('torch.')}; "
+    print(f"device {device.type}, precision {precision_name(dtype)}; "
           f"padding and tokens are the training batches'; dev: the whole split ({args.reps} reps, ABBA, medians)")
 
 

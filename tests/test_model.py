@@ -107,10 +107,14 @@ def tokenized_batch(tokenizer, items: list[str | tuple[str, str]]) -> dict[str, 
 
 
 @torch.no_grad()
+def to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 def assert_same_outputs(ours: BertModel, theirs: transformers.BertModel, batch: dict, atol: float = ATOL):
     """last_hidden_state at real (unpadded) positions and pooler_output agree within ``atol``."""
     assert not ours.training and not theirs.training
-    batch = {k: v.to(next(ours.parameters()).device) for k, v in batch.items()}
+    batch = to_device(batch, next(ours.parameters()).device)
     a = ours(**batch)
     b = theirs(**batch)
     real = batch["attention_mask"].bool()
@@ -484,8 +488,8 @@ def test_side_by_side_sequences_encode_as_if_each_had_its_own_row(mode, device):
     the gradients) that encoding the two sentences as separate rows gives."""
     if mode == "packed inference" and device != "cpu":
         pytest.skip("only CPU inference packs")
-    batch = {k: v.to(device) for k, v in pad_side_by_side(PAIRS).items()}
-    rows = {k: v.to(device) for k, v in pad([a for a, _ in PAIRS] + [b for _, b in PAIRS]).items()}
+    batch = to_device(pad_side_by_side(PAIRS), device)
+    rows = to_device(pad([a for a, _ in PAIRS] + [b for _, b in PAIRS]), device)
     in_rows = [(r, slice(0, len(a))) for r, (a, _) in enumerate(PAIRS)]
     in_rows += [(len(PAIRS) + r, slice(0, len(b))) for r, (_, b) in enumerate(PAIRS)]
     side = [(r, slice(0, len(a))) for r, (a, _) in enumerate(PAIRS)]
@@ -516,7 +520,7 @@ def test_side_by_side_matches_transformers_with_the_same_mask_and_positions(tmp_
     theirs = tiny_hf_model(attn_implementation)
     ours = BertModel.from_pretrained(save_hf_checkpoint(theirs, tmp_path / "tiny")).eval().to(device)
     theirs.to(device)
-    batch = {k: v.to(device) for k, v in pad_side_by_side(PAIRS).items()}
+    batch = to_device(pad_side_by_side(PAIRS), device)
     keys, positions = side_by_side(batch["sequence_ids"])
     with torch.no_grad():
         mine = ours(batch["input_ids"], sequence_ids=batch["sequence_ids"]).last_hidden_state
