@@ -59,6 +59,10 @@ def train(
     online_contrastive: Optional[float] = typer.Option(
         None, help="siamese paraphrase: weight of the online contrastive loss on (u, v) added to BCE (0: off)"
     ),
+    token_alignment: Optional[bool] = typer.Option(
+        None, "--token-alignment/--no-token-alignment",
+        help="siamese paraphrase head: also read how well each question's tokens are matched in the other",
+    ),
     pooling: Optional[str] = typer.Option(None, help="cross-encoded heads read: cls (pooled [CLS]) | mean"),
     freeze_layers: Optional[int] = typer.Option(None, help="train without the embeddings and the bottom N layers (faster)"),
     checkpoint: Optional[str] = typer.Option(None, help="'default' or a Hugging Face BERT directory"),
@@ -77,7 +81,8 @@ def train(
     loaded = params_file.load(params)
     overrides = dict(
         lr=lr, head_lr=head_lr, epochs=epochs, batch_size=batch_size, dropout=dropout, ema=ema, seed=seed,
-        surgery=surgery, contrastive=contrastive, online_contrastive=online_contrastive, pooling=pooling,
+        surgery=surgery, contrastive=contrastive, online_contrastive=online_contrastive,
+        token_alignment=token_alignment, pooling=pooling,
         freeze_layers=freeze_layers, checkpoint=checkpoint, device=device, precision=precision, compile=compile,
     )
     pipeline.train(loaded, phase.replace("-", "_"), task, mode, overrides, resume=resume)

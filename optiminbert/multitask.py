@@ -21,12 +21,49 @@ from optiminbert.errors import UserError
 from optiminbert.model import BertModel
 
 STS_SCALE = 5.0  # STS gold scores run 0..5
+# The alignment features are cosines within a few tenths of each other; scaled up, the head's
+# weights for them reach a useful size within one short fine-tune at the head's learning rate.
+ALIGNMENT_SCALE = 10.0
+ALIGNMENT_FEATURES = 4
 CONTRASTIVE = "contrastive"  # the round-robin task of positive pairs (contrastive.py), siamese only
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     mask = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def token_alignment(hidden: torch.Tensor, sequence_ids: torch.Tensor) -> torch.Tensor:
+    """How well each sentence's tokens are matched in the other, from side-by-side pairs.
+
+    Every token of a gets the cosine of its best match among b's tokens, and the other way
+    round; per pair that gives four features: the two sentences' mean best match averaged, the
+    gap between those means, and the lower and the higher of the two sentences' worst-matched
+    token. Pooled embeddings blur the one word two near-duplicate questions differ in ("learn
+    Python" / "learn Java"); a token nothing in the other question matches keeps it visible.
+    The two means are BERTScore's greedy-matching precision and recall (Zhang et al. 2020).
+    [CLS] and [SEP], the first and last token of each sentence, are left out. Returns (B, 4).
+    """
+    prev = F.pad(sequence_ids[:, :-1], (1, 0))
+    nxt = F.pad(sequence_ids[:, 1:], (0, 1))
+    inner = (sequence_ids == prev) & (sequence_ids == nxt)
+    a, b = inner & (sequence_ids == 1), inner & (sequence_ids == 2)
+    h = F.normalize(hidden.float(), dim=-1)
+    sim = h @ h.transpose(1, 2)
+    lowest = torch.finfo(sim.dtype).min
+    # clamp: a sentence with no inner tokens offers no match, the worst cosine rather than -inf
+    best_a = sim.masked_fill(~b.unsqueeze(1), lowest).amax(2).clamp(min=-1.0)
+    best_b = sim.masked_fill(~a.unsqueeze(1), lowest).amax(2).clamp(min=-1.0)
+
+    def mean_and_worst(best: torch.Tensor, mine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = (best * mine).sum(1) / mine.sum(1).clamp(min=1)
+        return mean, best.masked_fill(~mine, 1.0).amin(1)
+
+    mean_a, worst_a = mean_and_worst(best_a, a)
+    mean_b, worst_b = mean_and_worst(best_b, b)
+    return torch.stack(
+        [(mean_a + mean_b) / 2, (mean_a - mean_b).abs(), torch.minimum(worst_a, worst_b), torch.maximum(worst_a, worst_b)], -1
+    )
 
 
 class PairLogit(NamedTuple):
@@ -57,10 +94,18 @@ class SentenceEmbedding(nn.Module):
 
 class MultitaskBert(nn.Module):
     def __init__(
-        self, encoder: BertModel, tasks: list[str], pairs: str = "cross", dropout: float = 0.3, pooling: str = "cls"
+        self,
+        encoder: BertModel,
+        tasks: list[str],
+        pairs: str = "cross",
+        dropout: float = 0.3,
+        pooling: str = "cls",
+        token_alignment: bool = False,
     ):
         """``pooling`` is what the cross design's heads read: BERT's pooled [CLS] ("cls") or
-        the mean of the token states ("mean", what sentence-embedding checkpoints were trained on)."""
+        the mean of the token states ("mean", what sentence-embedding checkpoints were trained on).
+        ``token_alignment``: the siamese paraphrase head also reads ``token_alignment``'s features
+        (a cross-encoded pair's tokens already attend to each other, so the cross design ignores it)."""
         super().__init__()
         if pairs not in ("cross", "siamese"):
             raise UserError(f"pairs must be 'cross' or 'siamese', not {pairs!r}")
@@ -70,6 +115,7 @@ class MultitaskBert(nn.Module):
         self.tasks = list(tasks)
         self.pairs = pairs
         self.pooling = pooling
+        self.token_alignment = token_alignment and pairs == "siamese"
         self.dropout = nn.Dropout(dropout)
         width = encoder.config.hidden_size
         self.embedding = SentenceEmbedding(width) if pairs == "siamese" else None
@@ -81,7 +127,7 @@ class MultitaskBert(nn.Module):
             elif spec.kind == "classification":
                 self.heads[task] = nn.Linear(2 * width, spec.num_classes)
             elif spec.kind == "binary":
-                self.heads[task] = nn.Linear(3 * width, 1)
+                self.heads[task] = nn.Linear(3 * width + ALIGNMENT_FEATURES * self.token_alignment, 1)
             # siamese STS is the scaled cosine itself: no parameters of its own
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor | PairLogit:
@@ -107,8 +153,11 @@ class MultitaskBert(nn.Module):
         # in an order that follows creation, and stacking afterwards changes their rounding, and
         # with it every committed Quora run.
         pair = torch.stack([u, v], dim=1)
-        logit = self.heads[task](self.dropout(torch.cat([u, v, (u - v).abs()], dim=-1))).squeeze(-1)
-        return PairLogit(logit, pair)
+        features = self.dropout(torch.cat([u, v, (u - v).abs()], dim=-1))
+        if self.token_alignment:
+            alignment = token_alignment(out.last_hidden_state, batch["sequence_ids"]).to(u.dtype)
+            features = torch.cat([features, ALIGNMENT_SCALE * alignment], dim=-1)
+        return PairLogit(self.heads[task](features).squeeze(-1), pair)
 
     def _pool(self, out, mask: torch.Tensor) -> torch.Tensor:
         return out.pooler_output if self.pooling == "cls" else mean_pool(out.last_hidden_state, mask)

@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "guide": "default",  # GISTEmbed's frozen guide: 'default' or a BERT directory with the same vocabulary
     "online_contrastive": 0.0,  # siamese paraphrase loss: + this x OnlineContrastiveLoss on (u, v)
     "online_contrastive_margin": 0.5,
+    "token_alignment": False,  # siamese paraphrase head: also read how well each question's tokens are matched in the other
 }
 
 

@@ -89,7 +89,9 @@ def build_model(p: dict[str, Any], tasks: list[str], pairs: str, frozen: bool) -
         # The 30k-row table is half of a small encoder's weights and barely moves in a short
         # fine-tune; freezing it skips its dense gradient and Adam update (about 40% faster on CPU).
         encoder.embeddings.word.weight.requires_grad_(False)
-    return MultitaskBert(encoder, tasks, pairs=pairs, dropout=p["dropout"], pooling=p["pooling"])
+    return MultitaskBert(
+        encoder, tasks, pairs=pairs, dropout=p["dropout"], pooling=p["pooling"], token_alignment=p["token_alignment"]
+    )
 
 
 @torch.inference_mode()
@@ -204,7 +206,7 @@ def load_run(run_dir: str | Path) -> tuple[MultitaskBert, dict[str, Any]]:
     encoder = BertModel.from_pretrained(run_dir / "encoder")
     model = MultitaskBert(
         encoder, meta["tasks"], pairs=meta["pairs"], dropout=meta["params"]["dropout"],
-        pooling=meta["params"].get("pooling", "cls"),
+        pooling=meta["params"].get("pooling", "cls"), token_alignment=meta["params"].get("token_alignment", False),
     )
     model.load_state_dict(load_file(run_dir / "heads.safetensors"), strict=False)
     return model.eval(), meta

@@ -23,7 +23,7 @@ from optiminbert.batching import join_pair, length_bucketed_batches, pad, pad_si
 from optiminbert.errors import UserError
 from optiminbert.metrics import normalised, overall, task_score
 from optiminbert.model import BertConfig, BertModel
-from optiminbert.multitask import STS_SCALE, MultitaskBert, SentenceEmbedding, mean_pool
+from optiminbert.multitask import ALIGNMENT_SCALE, STS_SCALE, MultitaskBert, SentenceEmbedding, mean_pool, token_alignment
 from optiminbert.params import resolve
 from optiminbert.prepared import TaskSplit, split_path
 from optiminbert.roundrobin import RoundRobin
@@ -212,6 +212,38 @@ def test_sentence_embedding_starts_as_mean_pooling() -> None:
         torch.testing.assert_close(mean_pool(hidden, mask), by_hand)
 
 
+
+def test_token_alignment_features_by_hand() -> None:
+    """a = [CLS] x1 x2 [SEP], b = [CLS] y1 [SEP], then padding. x1 = y1 and x2 is orthogonal to
+    both: a's tokens find matches of cosine 1 and 0 (mean 0.5, worst 0), b's token finds 1 (mean
+    1, worst 1). The special tokens share one vector, so counting them would match them at 1."""
+    special, x1, x2, pad_state = [-1.0, -1.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0]
+    hidden = torch.tensor([[special, x1, x2, special, special, x1, special, pad_state]])
+    sequence_ids = torch.tensor([[1, 1, 1, 1, 2, 2, 2, 0]])
+    features = token_alignment(hidden, sequence_ids)
+    torch.testing.assert_close(features, torch.tensor([[(0.5 + 1.0) / 2, 0.5, 0.0, 1.0]]))
+    swapped = torch.tensor([[special, x1, special, special, x1, x2, special, pad_state]])
+    torch.testing.assert_close(token_alignment(swapped, torch.tensor([[1, 1, 1, 2, 2, 2, 2, 0]])), features)
+
+
+def test_token_alignment_widens_only_the_siamese_paraphrase_head(encoder: BertModel) -> None:
+    width, rows = encoder.config.hidden_size, 3
+    siamese = MultitaskBert(encoder, STUDY, pairs="siamese", token_alignment=True).eval()
+    assert siamese.heads["quora"].in_features == 3 * width + 4 and siamese.heads["sst"].in_features == 2 * width
+    cross = MultitaskBert(encoder, STUDY, pairs="cross", token_alignment=True)
+    assert cross.heads["quora"].in_features == width  # a cross-encoded pair's tokens already meet
+    batch = side_by_side_batch(rows, encoder.config.vocab_size)[0]
+    with torch.no_grad():
+        paraphrase = siamese("quora", batch)
+        assert paraphrase.logit.shape == (rows,)
+        # the head reads the scaled features: its last four weights alone move the logit by exactly that
+        siamese.heads["quora"].weight[0, -4:] += 1.0
+        expected = paraphrase.logit + ALIGNMENT_SCALE * token_alignment(
+            encoder(**{k: batch[k] for k in ("input_ids", "attention_mask", "sequence_ids")}).last_hidden_state,
+            batch["sequence_ids"],
+        ).sum(-1)
+        torch.testing.assert_close(siamese("quora", batch).logit, expected)
+
 # -- scores ---------------------------------------------------------------------------------------
 
 
@@ -324,6 +356,11 @@ def finetuned(trainer) -> Run:
 @pytest.fixture(scope="module")
 def joint(trainer) -> Run:
     return trainer("joint", STUDY, "siamese", surgery="pcgrad")
+
+
+@pytest.fixture(scope="module")
+def aligned(trainer) -> Run:
+    return trainer("aligned", ["quora"], "siamese", token_alignment=True)
 
 
 @pytest.fixture(scope="module")
@@ -441,7 +478,7 @@ def test_joint_pcgrad_siamese_run_saves_every_task(joint: Run) -> None:
     assert {k.rsplit(".", 1)[0] for k in heads} == {"heads.sst", "heads.quora", "embedding.linear"}
 
 
-@pytest.mark.parametrize("which", ["finetuned", "joint"])
+@pytest.mark.parametrize("which", ["finetuned", "joint", "aligned"])
 def test_load_run_predicts_like_the_in_memory_model(which: str, request, tiny_prepared: Path) -> None:
     run: Run = request.getfixturevalue(which)
     loaded, meta = phases.load_run(run.dir)
