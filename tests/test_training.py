@@ -212,7 +212,6 @@ def test_sentence_embedding_starts_as_mean_pooling() -> None:
         torch.testing.assert_close(mean_pool(hidden, mask), by_hand)
 
 
-
 def test_token_alignment_features_by_hand() -> None:
     """a = [CLS] x1 x2 [SEP], b = [CLS] y1 [SEP], then padding. x1 = y1 and x2 is orthogonal to
     both: a's tokens find matches of cosine 1 and 0 (mean 0.5, worst 0), b's token finds 1 (mean
@@ -243,6 +242,7 @@ def test_token_alignment_widens_only_the_siamese_paraphrase_head(encoder: BertMo
             batch["sequence_ids"],
         ).sum(-1)
         torch.testing.assert_close(siamese("quora", batch).logit, expected)
+
 
 # -- scores ---------------------------------------------------------------------------------------
 
