@@ -4,9 +4,9 @@ Each measurement runs in a fresh process, because malloc's settings hold for a p
 life: one with glibc's defaults, one with the settings every pipeline stage makes, alternated
 (ABBA) ``--reps`` times. Each process times inference on the SST dev set as evaluation batches
 it, first pass (what an evaluation stage meets) and warm, then a phase's own training loop
-(``bench.time_run``: ``phases.train_run`` for ``--steps`` steps from a fresh model, the prepared
-train data), and counts the page faults of each.
-Prints the medians and the ratio default / kept. ``--set key=value`` overrides a param of
+(``bench.time_run``: ``training.train_run`` for ``--steps`` steps from a fresh model, the
+prepared train data), and counts the page faults of each.
+Prints the medians and the ratio default / kept. ``--set key=value`` overrides a setting of
 the training run (e.g. ``freeze_word_embeddings=false``). Needs `dvc repro prepare` first.
 
     python benchmarks/allocator.py [--phase mtl] [--steps 40] [--reps 4] [--set key=value ...]
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -23,11 +24,14 @@ import sys
 import time
 from pathlib import Path
 
-import specialist_sweep  # its key=value parser; this script's folder is on sys.path
+from optiminbert.errors import run_app
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("glibc default", "kept")
 PARTS = (("first", "inference, first pass"), ("warm", "inference, warm"), ("train", "training"))
+# A malloc tunable at its default value: glibc's malloc behaves as untuned, and every stage's
+# configure_cpu leaves it so, as it leaves malloc alone wherever the user tuned it.
+UNTUNED = {"GLIBC_TUNABLES": "glibc.malloc.perturb=0"}
 
 
 def faults() -> int:
@@ -35,24 +39,23 @@ def faults() -> int:
 
 
 def child(mode: str, phase: str, steps: int, overrides: dict) -> dict:
-    from optiminbert import bench, params, runtime
+    import bench
+
+    from optiminbert import phases, runtime, settings
     from optiminbert.model import BertModel
-    from optiminbert.pipeline import PREPARED
+    from optiminbert.paths import PREPARED
     from optiminbert.prepared import TaskSplit, split_path
 
-    if mode == "kept":
-        if not runtime.keep_freed_memory():
+    if runtime.keep_freed_memory() != (mode == "kept"):
+        if mode == "kept":
             raise SystemExit("error: this C library did not take the malloc settings (not glibc, or MALLOC_* set)")
-    else:
-        runtime.keep_freed_memory = lambda: False  # the training run's configure_cpu must not set them
-    runtime.configure_cpu()
-    loaded = params.load()
-    config = bench.BenchConfig.from_params(params.resolve(loaded, "prepare"))
-    device = runtime.resolve_device(config.device)
-    dtype = runtime.resolve_precision(config.precision, device)
-    model = BertModel.from_pretrained(config.checkpoint).to(device).eval()
+        raise SystemExit(f"error: malloc took the pipeline's settings: a {mode!r} process is started with {UNTUNED}")
+    tree = settings.load()
+    config = bench.BenchConfig(tree)
+    machine = runtime.Runtime.from_settings(config.settings)
+    model = BertModel.from_pretrained(config.settings.checkpoint).to(machine.device).eval()
     batches = bench.evaluation_batches(TaskSplit.load(split_path(PREPARED, "sst", "dev")), "cross", config)
-    one_pass = bench.inference_pass(model, bench.on_device(batches, device), device, dtype)
+    one_pass = bench.inference_pass(model, bench.on_device(batches, machine.device), machine.device, machine.dtype)
 
     def infer() -> tuple[float, int]:
         before, started = faults(), time.perf_counter()
@@ -63,7 +66,8 @@ def child(mode: str, phase: str, steps: int, overrides: dict) -> dict:
     first, first_faults = infer()
     warm = [infer() for _ in range(3)]
     before = faults()
-    trained = bench.time_run(loaded, phase, None, steps, PREPARED, **overrides)
+    (run,) = phases.get(phase).runs()
+    trained = bench.time_run(tree, run, steps, PREPARED, overrides)
     return {
         "mode": mode, "first_s": first, "first_faults": first_faults,
         "warm_s": statistics.median(t for t, _ in warm), "warm_faults": statistics.median(f for _, f in warm),
@@ -79,7 +83,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a param of the training run")
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    overrides = specialist_sweep.overrides(",".join(args.set) or "default")
+    from optiminbert.settings import parse_assignments
+
+    overrides = parse_assignments(args.set)
     if args.child:
         print(json.dumps(child(args.child, args.phase, args.steps, overrides)))
         return
@@ -89,7 +95,8 @@ def main() -> None:
         for mode in MODES if rep % 2 == 0 else MODES[::-1]:
             command = [sys.executable, __file__, "--child", mode, "--phase", args.phase, "--steps", str(args.steps)]
             command += [f"--set={item}" for item in args.set]
-            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+            env = {**os.environ, **UNTUNED} if mode == MODES[0] else None
+            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
             if done.returncode != 0:
                 raise SystemExit(f"error: the {mode} process failed:\n{done.stderr[-2000:]}")
             run = json.loads(done.stdout.strip().splitlines()[-1])
@@ -106,4 +113,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

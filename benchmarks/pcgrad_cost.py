@@ -1,8 +1,8 @@
 """What PCGrad costs per training step, against the summed loss, on real data.
 
-Runs the `mtl_embed` phase's real training loop (``phases.train_run``: default checkpoint,
-prepared data, length-bucketed round-robin batches) for a few steps from a fresh model, once
-with each gradient strategy, and prints the time per step and the ratio.
+Runs the `mtl_embed` phase's real training loop (``bench.time_run``: its run's settings,
+``training.train_run``, the prepared data, length-bucketed round-robin batches) for a few steps
+from a fresh model, once with each gradient strategy, and prints the time per step and the ratio.
 Needs `dvc repro prepare` (or `optiminbert prepare`) first.
 
     python benchmarks/pcgrad_cost.py [--steps 30]
@@ -14,21 +14,26 @@ import argparse
 import os
 from pathlib import Path
 
+from optiminbert.errors import run_app
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    from optiminbert import params
-    from optiminbert.bench import time_run
-    from optiminbert.pipeline import PREPARED, run_params
+    from bench import time_run
+
+    from optiminbert import phases, settings
+    from optiminbert.paths import PREPARED
+    from optiminbert.steps.train import run_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
-    loaded = params.load()
-    ms = {s: time_run(loaded, "mtl_embed", None, args.steps, PREPARED, surgery=s)["ms_per_step"] for s in ("none", "pcgrad")}
-    p = run_params(loaded, "mtl_embed")  # the settings time_run trained with
-    print(f"mtl_embed, device {p['device']}, precision {p['precision']}, batch {p['batch_size']} per task, {args.steps} steps each")
+    tree = settings.load()
+    (run,) = phases.get("mtl_embed").runs()
+    ms = {s: time_run(tree, run, args.steps, PREPARED, {"surgery": s})["ms_per_step"] for s in ("none", "pcgrad")}
+    s = run_settings(tree, run)  # the settings time_run trained with, but for the strategy
+    print(f"mtl_embed, device {s.device}, precision {s.precision}, batch {s.batch_size} per task, {args.steps} steps each")
     print(f"summed loss: {ms['none']:,.0f} ms/step")
     print(f"PCGrad:      {ms['pcgrad']:,.0f} ms/step")
     print(f"PCGrad / summed: {ms['pcgrad'] / ms['none']:.2f}x")
@@ -36,4 +41,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.chdir(ROOT)  # params.yaml and data/prepared are relative to the repo root
-    main()
+    run_app(main)

@@ -21,18 +21,23 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file
 
+from optiminbert.errors import run_app
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def dev_probabilities(specialists: Path) -> dict[str, np.ndarray]:
-    from optiminbert.metrics import probabilities
-    from optiminbert.phases import DEV_OUTPUTS, STUDY_TASKS
+def dev_probabilities(models: Path) -> dict[str, np.ndarray]:
+    """The specialists' dev probabilities, from their runs under ``models``."""
+    from optiminbert import phases
+    from optiminbert.data import TASKS
+    from optiminbert.rundir import DEV_OUTPUTS
 
-    paths = {task: specialists / task / DEV_OUTPUTS for task in STUDY_TASKS}
+    runs = {run.tasks[0]: run for run in phases.get("specialist").runs()}
+    paths = {task: run.path(models) / DEV_OUTPUTS for task, run in runs.items()}
     missing = [str(path) for path in paths.values() if not path.is_file()]
     if missing:
         raise SystemExit(f"error: {missing[0]} not found: run `dvc repro` first")
-    return {task: probabilities(task, load_file(path)[task]) for task, path in paths.items()}
+    return {task: TASKS[task].kind.probabilities(load_file(path)[task]) for task, path in paths.items()}
 
 
 def average(members: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -40,9 +45,10 @@ def average(members: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 def scores(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> str:
-    from optiminbert.metrics import decide, overall, task_score
+    from optiminbert.data import TASKS
+    from optiminbert.metrics import overall, task_score
 
-    s = {task: task_score(task, decide(task, p), labels[task]) for task, p in probs.items()}
+    s = {task: task_score(task, TASKS[task].kind.decide(p), labels[task]) for task, p in probs.items()}
     return f"SST {s['sst']:.4f}  Quora {s['quora']:.4f}  STS {s['sts']:.4f}  overall {overall(s['sst'], s['quora'], s['sts']):.4f}"
 
 
@@ -51,19 +57,20 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", required=True, help="the extra specialists' seeds")
     args = parser.parse_args()
     os.chdir(ROOT)  # params.yaml, data/prepared and models/ are relative to the repo root
-    from optiminbert import params, pipeline
+    from optiminbert import settings
+    from optiminbert.paths import MODELS, PREPARED
     from optiminbert.phases import STUDY_TASKS
     from optiminbert.prepared import TaskSplit, split_path
+    from optiminbert.steps.train import train
 
-    labels = {task: TaskSplit.load(split_path(pipeline.PREPARED, task, "dev")).labels.numpy() for task in STUDY_TASKS}
-    loaded = params.load()
-    committed = pipeline.MODELS / "specialist"
-    members = [dev_probabilities(committed)]
-    lines = [f"committed ({loaded['seed']})".ljust(24) + scores(members[0], labels)]
+    labels = {task: TaskSplit.load(split_path(PREPARED, task, "dev")).labels.numpy() for task in STUDY_TASKS}
+    tree = settings.load()
+    members = [dev_probabilities(MODELS)]
+    lines = [f"committed ({tree['seed']})".ljust(24) + scores(members[0], labels)]
     for seed in args.seeds:
         with tempfile.TemporaryDirectory() as root:
-            pipeline.train_phase(loaded, "specialist", {"seed": seed}, root=Path(root))
-            members.append(dev_probabilities(Path(root) / committed))
+            train(tree, "specialist", overrides={"seed": seed}, root=Path(root))
+            members.append(dev_probabilities(Path(root) / MODELS))
         lines.append(f"seed {seed} alone".ljust(24) + scores(members[-1], labels))
         lines.append(f"averaged, {len(members)} seeds".ljust(24) + scores(average(members), labels))
         print(lines[-2], lines[-1], sep="\n", flush=True)
@@ -71,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

@@ -23,26 +23,29 @@ import os
 import statistics
 from pathlib import Path
 
+from optiminbert.errors import run_app
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
+    import bench
     import torch
 
-    from optiminbert import bench, params
+    from optiminbert import phases, settings
     from optiminbert.batching import length_bucketed_batches, pad, pad_side_by_side, sequential_batches
     from optiminbert.model import BertModel
-    from optiminbert.pipeline import PREPARED, run_params
+    from optiminbert.paths import PREPARED
     from optiminbert.prepared import TaskSplit, split_path
-    from optiminbert.runtime import configure_cpu, precision_name, resolve_device, resolve_precision
+    from optiminbert.runtime import Runtime, precision_name
+    from optiminbert.steps.train import run_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=40, help="training batches per layout")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--device", default=None, help="auto | cpu | cuda (default: params.yaml's)")
     args = parser.parse_args()
-    loaded = params.load()
-    configure_cpu()
+    tree = settings.load()
 
     def stacked(pairs):
         batch = pad([a for a, _ in pairs] + [b for _, b in pairs])
@@ -56,19 +59,19 @@ def main() -> None:
 
     print(f"{'task':<6} {'layout':<13} {'batches':>7} {'real tokens':>11} {'padding':>8} | {'train tok/s':>11} {'side/stacked':>12} | {'inference tok/s':>15} {'side/stacked':>12}")
     for task in ("quora", "sts"):
-        p = run_params(loaded, "specialist", task)
-        device = resolve_device(args.device or p["device"])
-        dtype = resolve_precision(p["precision"], device)
-        model = BertModel.from_pretrained(p["checkpoint"]).to(device)
-        optimizer = bench.make_optimizer(model, p["lr"], p["freeze_word_embeddings"])
+        p = run_settings(tree, phases.get("specialist").run_for(task), {"device": args.device})
+        runtime = Runtime.from_settings(p)
+        device, dtype = runtime.device, runtime.dtype
+        model = BertModel.from_pretrained(p.checkpoint).to(device)
+        optimizer = bench.make_optimizer(model, p.lr, p.freeze_word_embeddings)
         rows = {}
-        for split_name, size, train in (("train", p["batch_size"], True), ("dev", p["eval_batch_size"], False)):
+        for split_name, size, train in (("train", p.batch_size, True), ("dev", p.eval_batch_size, False)):
             split = TaskSplit.load(split_path(PREPARED, task, split_name))
             a_col, b_col = split.columns
             for layout, (padded, bucket_length) in layouts.items():
                 lengths = bucket_length(a_col.lengths, b_col.lengths)
                 if train:  # full batches first, as the bench's training batches are chosen
-                    order = length_bucketed_batches(lengths, size, torch.Generator().manual_seed(p["seed"]))
+                    order = length_bucketed_batches(lengths, size, torch.Generator().manual_seed(p.seed))
                     order = sorted(order, key=len, reverse=True)[: args.batches]
                 else:
                     order = list(sequential_batches(lengths, size))
@@ -103,4 +106,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.chdir(ROOT)  # params.yaml and data/prepared are relative to the repo root
-    main()
+    run_app(main)

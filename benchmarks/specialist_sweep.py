@@ -22,7 +22,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from optiminbert import params
+from optiminbert import settings
+from optiminbert.errors import run_app
 
 
 def overrides(setting: str) -> dict:
@@ -33,16 +34,20 @@ def overrides(setting: str) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"error: setting {setting!r}: expected key=value items, got {item!r}")
-        parsed[key.strip()] = params.parse_value(value)
+        parsed[key.strip()] = settings.parse_value(value)
     return parsed
 
 
 def train(task: str, setting: str, seed: int) -> dict:
-    from optiminbert import pipeline
+    from optiminbert import phases
+    from optiminbert.paths import MODELS
+    from optiminbert.rundir import RunDir
+    from optiminbert.steps.train import train as train_step
 
+    (run,) = phases.get("specialist").select(task)
     with tempfile.TemporaryDirectory() as root:
-        pipeline.train_phase(params.load(), "specialist", {**overrides(setting), "seed": seed}, [task], root=Path(root))
-        history = json.loads((Path(root) / "models" / "specialist" / task / "run.json").read_text())["history"]
+        train_step(settings.load(), "specialist", task, overrides={**overrides(setting), "seed": seed}, root=Path(root))
+        history = RunDir(run.path(Path(root) / MODELS)).meta()["history"]
     return {
         "task": task, "setting": setting, "seed": seed,
         "dev": [h["dev"][task] for h in history],  # per epoch; the run keeps its best epoch
@@ -92,4 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_app(main)

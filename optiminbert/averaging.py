@@ -3,7 +3,7 @@ not the last ones (Polyak & Juditsky 1992, in the exponential form common in fin
 
 The last steps of a short fine-tune on a few thousand examples still move the weights by
 whatever their last batches asked for; the average smooths that out at the cost of one
-update over the trained weights per step (about 1-3% of a specialist's step on this CPU).
+update over the trained weights per step, a small share of a step.
 """
 
 from __future__ import annotations

@@ -49,8 +49,8 @@ def pad_side_by_side(pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> di
     """Siamese pairs, one row each: a then b, each keeping its own [CLS] ... [SEP], told apart
     by ``sequence_ids`` (1 for a, 2 for b, 0 for padding) so the encoder keeps them apart
     (``BertModel.forward``). A batch pads to its longest len(a) + len(b), as a cross-encoded
-    one does; stacking a and b as two rows each padded to the longer of the two left 12-17% of
-    the slots padding on Quora and STS, because the two sentences of a pair differ in length."""
+    one does; stacking a and b as two rows each padded to the longer of the two leaves far more
+    of the slots padding, because the two sentences of a pair differ in length."""
     batch = pad([[*a, *b] for a, b in pairs])
     sequence_ids = batch["attention_mask"].clone()
     for row, (a, _) in enumerate(pairs):

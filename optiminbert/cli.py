@@ -2,27 +2,46 @@
 
 from __future__ import annotations
 
+import runpy
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from optiminbert import params as params_file
-from optiminbert import pipeline
-from optiminbert.errors import UserError
-from optiminbert.resume import Interrupted
+from optiminbert import phases, settings as settings_schema
+from optiminbert.errors import UserError, run_app
+from optiminbert.steps.evaluate import evaluate as evaluate_step
+from optiminbert.steps.prepare import prepare as prepare_step
+from optiminbert.steps.report import make_report
+from optiminbert.steps.train import plan, train as train_step
 
 app = typer.Typer(
     help="Fine-tune a BERT encoder on SST-5, Quora and STS-B, multitask versus specialists.\n\n"
     "The full study runs with `dvc repro`; these commands run one step at a time. "
-    "Settings come from params.yaml (if present) and the options given here override them.",
+    "Settings come from params.yaml (if present, else the same embedded defaults); "
+    "--set key=value and the options given here override them.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 
-ParamsOption = typer.Option(Path("params.yaml"), "--params", help="params file to read (missing: embedded defaults)")
+PHASE_NAMES = " | ".join(phases.PHASES)
+ParamsOption = typer.Option(None, "--params", help="params file to read (default: ./params.yaml, else the embedded defaults)")
+SetOption = typer.Option(None, "--set", "-S", help="override a setting, as `dvc exp run -S` does: --set lr=2e-5 (repeatable)")
+
+
+def _load(params: Optional[Path]) -> dict:
+    return settings_schema.load(params)
+
+
+def _overrides(assignments: Optional[list[str]], options: dict) -> dict:
+    """The options given, then ``--set``'s assignments (one key given both ways is refused)."""
+    assigned = settings_schema.parse_assignments(assignments or [])
+    both = [k for k, v in options.items() if v is not None and k in assigned]
+    if both:
+        raise UserError(f"{', '.join(both)} given both as an option and with --set: give it once")
+    return {**options, **assigned}
 
 
 @app.callback()
@@ -32,21 +51,22 @@ def _root(debug: bool = typer.Option(False, "--debug", help="show Python traceba
 
 @app.command()
 def prepare(
-    params: Path = ParamsOption,
+    params: Optional[Path] = ParamsOption,
     data: Optional[str] = typer.Option(None, help="data directory or base URL of the CS224N data/ folder"),
     checkpoint: Optional[str] = typer.Option(None, help="'default' or a Hugging Face BERT directory"),
     max_length: Optional[int] = typer.Option(None, help="truncate every text to this many tokens"),
 ):
     """Load, clean and tokenize every task's train/dev/test files into data/prepared/."""
-    pipeline.prepare(params_file.load(params), {"data": data, "checkpoint": checkpoint, "max_length": max_length})
+    prepare_step(_load(params), {"data": data, "checkpoint": checkpoint, "max_length": max_length})
 
 
 @app.command()
 def train(
-    phase: str = typer.Argument(..., help="baseline | mtl | mtl_embed | specialist"),
+    phase: str = typer.Argument(..., help=PHASE_NAMES),
     task: Optional[str] = typer.Option(None, help="baseline: sst or cfimdb (default sst); specialist: only this task"),
     mode: Optional[str] = typer.Option(None, help="baseline: pretrain (encoder frozen) or finetune (default finetune)"),
-    params: Path = ParamsOption,
+    params: Optional[Path] = ParamsOption,
+    assignments: Optional[list[str]] = SetOption,
     lr: Optional[float] = typer.Option(None, help="peak learning rate"),
     head_lr: Optional[float] = typer.Option(None, help="the task heads' peak learning rate (0: lr)"),
     epochs: Optional[int] = typer.Option(None),
@@ -54,7 +74,7 @@ def train(
     dropout: Optional[float] = typer.Option(None, help="dropout before each task head"),
     ema: Optional[float] = typer.Option(None, help="score and save a moving average of the weights with this decay (0: off)"),
     seed: Optional[int] = typer.Option(None),
-    surgery: Optional[str] = typer.Option(None, help="gradient strategy: none | pcgrad"),
+    surgery: Optional[str] = typer.Option(None, help="gradient strategy of a joint phase: " + " | ".join(settings_schema.SCHEMA["surgery"].choices)),
     contrastive: Optional[str] = typer.Option(None, help="extra loss on positive pairs: none | mnrl | gist"),
     online_contrastive: Optional[float] = typer.Option(
         None, help="siamese paraphrase: weight of the online contrastive loss on (u, v) added to BCE (0: off)"
@@ -77,50 +97,71 @@ def train(
 
     Ctrl-C or SIGTERM stops at the end of the current step and saves a resumable state under .resume/.
 
-    The same command with --resume continues from it."""
-    loaded = params_file.load(params)
-    overrides = dict(
+    The same command with --resume continues from it. `optiminbert params PHASE` shows the settings it uses."""
+    options = dict(
         lr=lr, head_lr=head_lr, epochs=epochs, batch_size=batch_size, dropout=dropout, ema=ema, seed=seed,
         surgery=surgery, contrastive=contrastive, online_contrastive=online_contrastive,
         token_alignment=token_alignment, pooling=pooling,
         freeze_layers=freeze_layers, checkpoint=checkpoint, device=device, precision=precision, compile=compile,
     )
-    pipeline.train(loaded, phase.replace("-", "_"), task, mode, overrides, resume=resume)
+    train_step(_load(params), phase, task, mode, _overrides(assignments, options), resume=resume)
+
+
+@app.command("params")
+def show_params(
+    phase: Optional[str] = typer.Argument(None, help=f"{PHASE_NAMES} (none: every setting with its meaning)"),
+    task: Optional[str] = typer.Option(None, help="baseline: sst or cfimdb; specialist: only this task"),
+    mode: Optional[str] = typer.Option(None, help="baseline: pretrain or finetune"),
+    params: Optional[Path] = ParamsOption,
+    assignments: Optional[list[str]] = SetOption,
+):
+    """Print the resolved settings a run would use (`key: value  # meaning (where it came from)`)."""
+    tree = _load(params)
+    overrides = settings_schema.parse_assignments(assignments or [])
+    if phase is None:
+        resolved = settings_schema.resolve(tree, (), overrides)
+        typer.echo("\n".join(settings_schema.describe(resolved)))
+        return
+    _, runs = plan(tree, phase, task, mode, overrides)
+    for number, (run, resolved) in enumerate(runs):
+        typer.echo(("\n" if number else "") + f"# {run.name}: {', '.join(run.sections)} over the top level")
+        typer.echo("\n".join(settings_schema.describe(resolved)))
 
 
 @app.command()
 def evaluate(
-    phase: str = typer.Argument(..., help="baseline | mtl | mtl_embed | specialist"),
-    params: Path = ParamsOption,
+    phase: str = typer.Argument(..., help=f"{PHASE_NAMES} | ensemble"),
+    params: Optional[Path] = ParamsOption,
 ):
     """Score a trained phase on dev; write metrics/<phase>.json, predictions and the analysis."""
-    metrics = pipeline.evaluate(params_file.load(params), phase.replace("-", "_"))
+    metrics = evaluate_step(_load(params), phase)
     typer.echo(metrics)
 
 
 @app.command()
-def report(params: Path = ParamsOption):
+def report(params: Optional[Path] = ParamsOption):
     """Render the paper's tables with our numbers beside them (metrics/report.md)."""
-    pipeline.make_report(params_file.load(params))
+    _load(params)  # a broken params file is named here as everywhere
+    make_report()
 
 
 @app.command()
 def predict(
-    phase: str = typer.Argument(..., help="mtl | mtl_embed | specialist (or a trained run's directory)"),
-    task: str = typer.Option(..., help="sst | quora | sts"),
+    phase: str = typer.Argument(..., help=f"{PHASE_NAMES} (or a trained run's directory)"),
+    task: str = typer.Option(..., help="sst | quora | sts (cfimdb for the baseline)"),
     text: Optional[str] = typer.Option(None, help="a sentence (or the first of a pair)"),
     text2: Optional[str] = typer.Option(None, help="the second sentence of a pair"),
     csv: Optional[Path] = typer.Option(None, "--csv", help="a CSV with columns sentence (or sentence1, sentence2), optional id"),
     out: Optional[Path] = typer.Option(None, help="write predictions to this CSV (default: print)"),
-    params: Path = ParamsOption,
+    params: Optional[Path] = ParamsOption,
 ):
     """Score new text with a trained model: sentiment, paraphrase or similarity."""
     from optiminbert.atomic import write_text_atomic
     from optiminbert.data import TASKS
-    from optiminbert.predict import predict_texts, read_inputs
+    from optiminbert.predict import predict_texts, read_inputs, run_dir_for
 
-    p = params_file.resolve(params_file.load(params), "evaluate")
-    run_dir = pipeline.run_dir(phase, task)
+    settings = settings_schema.resolve_step(_load(params), "evaluate")
+    run_dir = run_dir_for(phase, task)
     pair_tasks = [t for t, spec in TASKS.items() if len(spec.text_columns) == 2]
     pair = task in pair_tasks
     if csv is not None and (text or text2):
@@ -133,7 +174,7 @@ def predict(
         if not text or (pair and not text2):
             raise UserError(f"task {task} needs --text{' and --text2' if pair else ''}, or --csv")
         ids, texts = ["1"], [(text, text2) if pair else (text,)]
-    frame = predict_texts(run_dir, task, ids, texts, p)
+    frame = predict_texts(run_dir, task, ids, texts, settings)
     if out is not None:
         write_text_atomic(frame.to_csv(index=False), out)
         typer.echo(f"wrote {len(frame)} predictions to {out}")
@@ -141,44 +182,17 @@ def predict(
         typer.echo(frame.to_string(index=False))
 
 
-@app.command()
-def bench(
-    quick: bool = typer.Option(False, "--quick", help="a ~30 s smoke run: fewer repetitions, bf16/auto only"),
-    params: Path = ParamsOption,
-    checkpoint: Optional[str] = typer.Option(None, help="'default' or a Hugging Face BERT directory"),
-    data: Optional[str] = typer.Option(None, help="data directory of the CS224N files (default: params.yaml's)"),
-    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
-    results: Path = typer.Option(Path("benchmarks/results"), help="folder for encoder_speed-<device>.txt"),
-    compile: bool = typer.Option(False, "--compile", help="also time torch.compile against eager (minutes on a CPU)"),
-    note: str = typer.Option("", help="a line for the report's header, e.g. what else ran"),
-):
-    """Our encoder vs transformers.BertModel on the same weights and batches.
+BENCH_SCRIPT = Path("benchmarks/encoder_speed.py")
 
-    Speed, memory and padding of both, and each phase's training loop on the prepared data."""
-    from optiminbert.bench import BenchConfig, run
 
-    chosen = (("checkpoint", checkpoint), ("data", data), ("device", device), ("compile", compile), ("note", note))
-    overrides = {k: v for k, v in chosen if v}
-    loaded = params_file.load(params)
-    run(BenchConfig.from_params(params_file.resolve(loaded, "prepare"), quick=quick, params=loaded, **overrides), results)
+@app.command(add_help_option=False, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context):
+    """Our encoder against transformers.BertModel (runs benchmarks/encoder_speed.py; its options pass through)."""
+    if not BENCH_SCRIPT.is_file():
+        raise UserError(f"{BENCH_SCRIPT} not found: run `optiminbert bench` from the repository root")
+    sys.argv = [str(BENCH_SCRIPT), *ctx.args]
+    runpy.run_path(str(BENCH_SCRIPT), run_name="__main__")
 
 
 def main() -> None:
     run_app(app)
-
-
-def run_app(typer_app: typer.Typer) -> None:
-    """Run a Typer app with one-line errors (tracebacks only with --debug)."""
-    try:
-        typer_app()
-    except (UserError, OSError) as exc:  # OSError: the file system's answer (disk full, permission denied)
-        if "--debug" in sys.argv:
-            raise
-        sys.stderr.write(f"error: {exc}\n")
-        sys.exit(1)
-    except Interrupted as exc:
-        sys.stderr.write(f"interrupted: {exc}\n")
-        sys.exit(128 + exc.signum)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)

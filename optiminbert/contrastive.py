@@ -7,17 +7,27 @@ twice in a batch, so batches are drawn without duplicate texts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from optiminbert.batching import TokenizedTexts, by_length, in_random_order, pad, sequential_batches
+from optiminbert.errors import UserError
 from optiminbert.model import BertModel
-from optiminbert.multitask import CONTRASTIVE, mean_pool
+from optiminbert.multitask import CONTRASTIVE, STS_SCALE, mean_pool
 from optiminbert.prepared import TaskSplit
-from optiminbert.runtime import autocast
+from optiminbert.runtime import Runtime, autocast
+from optiminbert.schema import Setting, siamese, within
 
-__all__ = ["CONTRASTIVE", "PositivePairs", "no_duplicate_batches"]
+__all__ = ["CONTRASTIVE", "PositivePairs", "no_duplicate_batches", "positive_pairs", "SETTINGS"]
+
+SETTINGS = (
+    Setting("contrastive_sts_min", 4.0, "contrastive task: STS pairs scored at least this count as positives",
+            check=within(0, STS_SCALE, high_open=False, note=", STS's scale"), applies=siamese,
+            when=lambda values: values["contrastive"] != "none"),
+)
 
 
 def no_duplicate_batches(
@@ -28,10 +38,8 @@ def no_duplicate_batches(
     ``chunk_batches`` batches by ``lengths`` (the tokens of a pair's row), fill batches in that order,
     then shuffle the batch order. A pair whose text is already in the batch being filled waits
     for a later one (as sentence-transformers' NoDuplicatesBatchSampler); a chunk's pairs that
-    cannot fill a whole batch join the next chunk, so only the last batch of the pass is short.
-
-    On the CS224N train data's positive pairs (Quora and STS) this cuts the padded share of
-    token slots from 53% (random batches) to 3.7%."""
+    cannot fill a whole batch join the next chunk, so only the last batch of the pass is short
+    (and the padding stays as low as other batches': docs/performance.md)."""
     order = torch.randperm(len(keys), generator=generator)
     batches, carried = [], torch.empty(0, dtype=torch.long)
     chunks = order.split(batch_size * chunk_batches)
@@ -102,3 +110,15 @@ class PositivePairs:
                 out[indices] = mean_pool(hidden, batch["attention_mask"]).float().cpu()
             embedded.append(out)
         self.labels = torch.stack(embedded, dim=1)
+
+
+def positive_pairs(settings: Mapping[str, Any], train: dict[str, TaskSplit], vocab_size: int, runtime: Runtime) -> PositivePairs | None:
+    """The contrastive task's data from a run's own pair tasks (None if it has none), with the
+    guide's embeddings for GISTEmbed."""
+    positives = PositivePairs.from_splits({t: s for t, s in train.items() if t in ("quora", "sts")}, settings["contrastive_sts_min"])
+    if positives is not None and settings["contrastive"] == "gist":
+        guide = BertModel.from_pretrained(settings["guide"])
+        if guide.config.vocab_size != vocab_size:
+            raise UserError(f"guide {settings['guide']!r} must share the trained checkpoint's vocabulary (its token ids are reused)")
+        positives.add_guide(guide, runtime, settings["eval_batch_size"])
+    return positives

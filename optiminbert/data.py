@@ -22,6 +22,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from optiminbert.atomic import atomic_path
 from optiminbert.errors import UserError
+from optiminbert.kinds import KINDS, TaskKind
 
 CS224N_DATA_URL = "https://raw.githubusercontent.com/gpoesia/minbert-default-final-project/main/data/"
 
@@ -35,8 +36,9 @@ class TaskSpec:
     file_stem: str
     text_columns: tuple[str, ...]
     label_column: str
-    kind: str  # "classification" | "binary" | "regression"
+    kind: TaskKind
     num_classes: int  # 1 for binary and regression: the model has one output
+    class_names: tuple[str, ...] = ()  # what a predicted class means, for people
 
     def filename(self, split: str) -> str:
         _check_name("split", split, SPLITS)
@@ -44,14 +46,12 @@ class TaskSpec:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "sst": TaskSpec("sst", "ids-sst", ("sentence",), "sentiment", "classification", 5),
-    "cfimdb": TaskSpec("cfimdb", "ids-cfimdb", ("sentence",), "sentiment", "classification", 2),
-    "quora": TaskSpec("quora", "quora", ("sentence1", "sentence2"), "is_duplicate", "binary", 1),
-    "sts": TaskSpec("sts", "sts", ("sentence1", "sentence2"), "similarity", "regression", 1),
+    "sst": TaskSpec("sst", "ids-sst", ("sentence",), "sentiment", KINDS["classification"], 5,
+                    ("very negative", "negative", "neutral", "positive", "very positive")),
+    "cfimdb": TaskSpec("cfimdb", "ids-cfimdb", ("sentence",), "sentiment", KINDS["classification"], 2, ("negative", "positive")),
+    "quora": TaskSpec("quora", "quora", ("sentence1", "sentence2"), "is_duplicate", KINDS["binary"], 1),
+    "sts": TaskSpec("sts", "sts", ("sentence1", "sentence2"), "similarity", KINDS["regression"], 1),
 }
-
-# STS-B similarity is annotated on a 0-5 scale.
-_REGRESSION_RANGE = (0.0, 5.0)
 
 
 @dataclass(frozen=True)
@@ -180,13 +180,10 @@ def _parse_label(raw: str, spec: TaskSpec) -> float | str:
         return f"label {raw!r} is not a number"
     if math.isnan(value):
         return f"label {raw!r} is not a number"
-    if spec.kind == "regression":
-        low, high = _REGRESSION_RANGE
-    else:
-        low, high = 0.0, 1.0 if spec.kind == "binary" else float(spec.num_classes - 1)
-        # A class label arrives as "3" or "1.0"; anything between classes is corrupt.
-        if math.isfinite(value) and not value.is_integer():
-            return f"label {raw} is not a whole number"
+    low, high, whole = spec.kind.label_range(spec.num_classes)
+    # A class label arrives as "3" or "1.0"; anything between classes is corrupt.
+    if whole and math.isfinite(value) and not value.is_integer():
+        return f"label {raw} is not a whole number"
     if not low <= value <= high:
         return f"label {raw} out of range {low:g}-{high:g}"
     return value

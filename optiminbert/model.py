@@ -86,8 +86,8 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """``F.dropout``, with CPU masks drawn as 16-bit random integers (p rounded to 1/65536).
 
     On CPU, torch draws one Bernoulli sample per element; filling the same mask from 64-bit
-    random words is about 4x faster, and mask drawing was a fifth of a CPU training step
-    (measured with torch.profiler on the mtl phase). CUDA keeps torch's fused kernel."""
+    random words is several times faster, and mask drawing was a large share of a CPU training
+    step (docs/performance.md). CUDA keeps torch's fused kernel."""
     if not training or p == 0.0 or x.device.type != "cpu":
         return F.dropout(x, p, training)
     n = x.numel()
@@ -97,25 +97,19 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))
 
 
-# Whether CPU training packs too. It does not: a whole `mtl` run took 432 s packed against
-# 377 s padded (benchmarks/packed_tokens.py --full-run mtl), though single forward and backward
-# passes broke even; the backward pass scatters and gathers again. Only the contrastive runs
-# were faster packed, while their batches were not length-bucketed (58% padding; now 12%).
-# The benchmark flips it.
-PACK_TRAINING = False
-
-
-def packed_rows(attention_mask: torch.Tensor) -> torch.Tensor | None:
+def packed_rows(attention_mask: torch.Tensor, inference: bool = True, training: bool = False) -> torch.Tensor | None:
     """Where a padded CPU batch's real tokens sit in its flattened (batch * length) layout, when
-    the batch is run without autograd (inference, frozen-feature encoding); else None.
+    the batch is to be run packed; else None. ``inference``, ``training``: whether batches run
+    without autograd (inference, frozen-feature encoding) and with it are packed (``BertModel``'s
+    ``pack_inference`` and ``pack_training``).
 
     On CPU the cost is the matmuls, which scale with the token slots they see: with the real
     tokens packed, every linear layer (and LayerNorm, GELU) skips the padding, at the price of
-    one scatter and one gather per layer around attention, which keeps the padded layout. On the
-    pipeline's real dev batches (benchmarks/packed_tokens.py) inference gets 1.01x to 1.24x
-    faster. GPUs are bound by kernel launches on this model's batches, not FLOPs (README), so
-    they keep the padded layout."""
-    if attention_mask.device.type != "cpu" or (torch.is_grad_enabled() and not PACK_TRAINING):
+    one scatter and one gather per layer around attention, which keeps the padded layout. That
+    pays for inference but not for training, whose backward pass scatters and gathers again; GPUs
+    are bound by kernel launches on this model's batches, not FLOPs, so they keep the padded
+    layout (measurements: docs/performance.md)."""
+    if attention_mask.device.type != "cpu" or not (training if torch.is_grad_enabled() else inference):
         return None
     keep = attention_mask.flatten() != 0
     return None if keep.all() else keep.nonzero().squeeze(1)
@@ -159,23 +153,23 @@ class Embeddings(nn.Module):
 
 
 # CPU attention is plain matmuls and a softmax. SDPA would apply dropout through its unfused
-# math path anyway, and without dropout its fused kernel was about 1.4-3x slower than these
-# matmuls run over chunks of batch rows whose (heads, length, length) fp32 scores fit in about
-# 1 MiB, so they stay in a core's cache (bf16 batches of 128 at lengths 16-200, this project's
-# 2-core AMD EPYC, benchmarks/cpu_attention.py; unchunked, the matmuls lost to it beyond about
-# 32 tokens). Only inference chunks: with autograd, chunks made training runs 4-6% slower. The
+# math path anyway, and without dropout its fused kernel was slower than these matmuls run over
+# chunks of batch rows whose (heads, length, length) fp32 scores fit in about 1 MiB, so they stay
+# in a core's cache. Only inference chunks: with autograd, chunks made training slower. The
 # scores are in q's precision, bf16 under autocast as in training: fp32 ones, as SDPA's kernel
-# keeps them, halved the outputs' small error against fp32 but took most of the speed-up.
+# keeps them, halve the outputs' small error against fp32 but take most of the speed-up
+# (benchmarks/cpu_attention.py; docs/performance.md).
 SCORES_CHUNK_BYTES = 1 << 20
 
 
-def cpu_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, dropout_p: float) -> torch.Tensor:
+def cpu_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, dropout_p: float,
+                  chunk_bytes: int = SCORES_CHUNK_BYTES) -> torch.Tensor:
     """softmax(q kᵀ / √d + bias) v for (batch, heads, length, d) inputs, ``dropout_p`` on the
-    attention weights (with ``dropout``'s faster masks); without autograd, a cache-sized chunk
-    of rows at a time."""
+    attention weights (with ``dropout``'s faster masks); without autograd, the rows whose fp32
+    scores fit in ``chunk_bytes`` at a time."""
     rows = q.shape[0]
     if not torch.is_grad_enabled():
-        rows = max(1, SCORES_CHUNK_BYTES // (4 * q.shape[1] * q.shape[2] * k.shape[2]))
+        rows = max(1, chunk_bytes // (4 * q.shape[1] * q.shape[2] * k.shape[2]))
     outputs = []
     for start in range(0, q.shape[0], rows):
         chunk = slice(start, start + rows)
@@ -195,6 +189,7 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.out = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_p = config.attention_probs_dropout_prob
+        self.scores_chunk_bytes = SCORES_CHUNK_BYTES  # CPU inference: see cpu_attention
 
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` is (batch, length, width), or with ``rows`` the packed (tokens, width) real tokens
@@ -205,7 +200,7 @@ class SelfAttention(nn.Module):
             qkv = qkv.new_zeros(batch * length, 3 * width).index_copy(0, rows, qkv)
         q, k, v = qkv.view(batch, length, 3, self.n_heads, width // self.n_heads).permute(2, 0, 3, 1, 4)
         if x.device.type == "cpu":
-            y = cpu_attention(q, k, v, attn_bias, self.dropout_p if self.training else 0.0)
+            y = cpu_attention(q, k, v, attn_bias, self.dropout_p if self.training else 0.0, self.scores_chunk_bytes)
         else:
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=attn_bias, dropout_p=self.dropout_p if self.training else 0.0
@@ -244,9 +239,13 @@ class Pooler(nn.Module):
 
 
 class BertModel(nn.Module):
+    """``pack_inference``, ``pack_training``: whether CPU batches without and with autograd run
+    with their padding packed away (``packed_rows``)."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.config = config
+        self.pack_inference, self.pack_training = True, False
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_hidden_layers))
         self.pooler = Pooler(config)
@@ -287,7 +286,7 @@ class BertModel(nn.Module):
         # An additive bias in the activations' dtype, broadcast over heads: keys a query may not
         # see get a large negative score.
         bias = torch.zeros(keys.shape, dtype=x.dtype, device=x.device).masked_fill(~keys, torch.finfo(x.dtype).min)
-        rows = packed_rows(attention_mask)
+        rows = packed_rows(attention_mask, self.pack_inference, self.pack_training)
         if rows is not None:
             x = x.flatten(0, 1).index_select(0, rows)
         for layer in self.layers:

@@ -124,9 +124,9 @@ class MultitaskBert(nn.Module):
             spec = TASKS[task]
             if pairs == "cross":
                 self.heads[task] = nn.Linear(width, spec.num_classes)
-            elif spec.kind == "classification":
+            elif spec.kind.name == "classification":
                 self.heads[task] = nn.Linear(2 * width, spec.num_classes)
-            elif spec.kind == "binary":
+            elif spec.kind.name == "binary":
                 self.heads[task] = nn.Linear(3 * width + ALIGNMENT_FEATURES * self.token_alignment, 1)
             # siamese STS is the scaled cosine itself: no parameters of its own
 
@@ -139,7 +139,7 @@ class MultitaskBert(nn.Module):
         out = self.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), batch.get("sequence_ids"))
         if self.pairs == "cross":
             logits = self.heads[task](self.dropout(self._pool(out, batch["attention_mask"])))
-            return logits if TASKS[task].kind == "classification" else logits.squeeze(-1)
+            return logits if TASKS[task].kind.name == "classification" else logits.squeeze(-1)
         if "sequence_ids" not in batch:  # single sentences
             u = self.embedding(out.last_hidden_state, batch["attention_mask"])
             return self.heads[task](self.dropout(torch.cat([out.pooler_output, u], dim=-1)))
@@ -147,7 +147,7 @@ class MultitaskBert(nn.Module):
         u, v = (self.embedding(out.last_hidden_state, batch["sequence_ids"] == n) for n in (1, 2))
         if task == CONTRASTIVE:
             return torch.stack([u, v], dim=1)
-        if TASKS[task].kind != "binary":
+        if TASKS[task].kind.name != "binary":
             return STS_SCALE * F.cosine_similarity(u, v, dim=-1)
         # Stacked before the head reads u and v: autograd sums the three gradients each one gets
         # in an order that follows creation, and stacking afterwards changes their rounding, and

@@ -9,16 +9,14 @@ import pandas as pd
 from optiminbert.batching import TokenizedTexts
 from optiminbert.data import TASKS, clean_text
 from optiminbert.errors import UserError
-from optiminbert.metrics import probabilities, to_predictions
-from optiminbert.phases import load_run, runtime_for
+from optiminbert.inference import predict
+from optiminbert.paths import MODELS
+from optiminbert.phases import check_choice, get
 from optiminbert.prepared import TaskSplit
+from optiminbert.rundir import ENCODER, RunDir
+from optiminbert.runtime import Runtime
+from optiminbert.settings import Settings
 from optiminbert.tokenizer import load_tokenizer
-from optiminbert.train import predict
-
-SENTIMENT_NAMES = {
-    "sst": ["very negative", "negative", "neutral", "positive", "very positive"],
-    "cfimdb": ["negative", "positive"],
-}
 
 
 def read_inputs(path: str | Path, task: str) -> tuple[list[str], list[tuple[str, ...]]]:
@@ -48,26 +46,27 @@ def read_inputs(path: str | Path, task: str) -> tuple[list[str], list[tuple[str,
     return ids, texts
 
 
-def predict_texts(run_dir: str | Path, task: str, ids: list[str], texts: list[tuple[str, ...]], params: dict) -> pd.DataFrame:
-    model, meta = load_run(run_dir)
+def run_dir_for(phase: str, task: str) -> Path:
+    """The trained run that answers ``task`` for ``phase`` (a directory path is taken as is)."""
+    if Path(phase).is_dir():
+        check_choice("task", task, TASKS)  # the run's own tasks are checked once it is loaded
+        return Path(phase)
+    return get(phase).run_for(task).path(MODELS)
+
+
+def predict_texts(run_dir: str | Path, task: str, ids: list[str], texts: list[tuple[str, ...]], settings: Settings) -> pd.DataFrame:
+    """Predictions for new texts; ``settings`` gives the device, precision and batch size."""
+    run = RunDir(run_dir)
+    model, meta = run.load()
     if task not in meta["tasks"]:
         raise UserError(f"{run_dir} was trained for {', '.join(meta['tasks'])}, not {task}")
-    max_length = meta["params"]["max_length"]
-    tokenizer = load_tokenizer(Path(run_dir) / "encoder", max_length)
+    max_length = run.settings(meta).max_length
+    tokenizer = load_tokenizer(run.path / ENCODER, max_length)
     columns = [
         TokenizedTexts.from_lists([e.ids for e in tokenizer.encode_batch([t[c] for t in texts])])
         for c in range(len(texts[0]))
     ]
     split = TaskSplit(task, "input", ids, texts, None, columns)
-    runtime = runtime_for(params)
-    raw = predict(model.to(runtime.device), task, split, runtime, params["eval_batch_size"], max_length)
-    out = pd.DataFrame({"id": ids, "prediction": to_predictions(task, raw)})
-    kind = TASKS[task].kind
-    if kind == "classification":
-        out["label"] = [SENTIMENT_NAMES[task][i] for i in out["prediction"]]
-        out["probability"] = probabilities(task, raw).max(-1).round(4)
-    elif kind == "binary":
-        out["probability"] = probabilities(task, raw).round(4)
-    else:
-        out["prediction"] = out["prediction"].round(4)
-    return out
+    runtime = Runtime.from_settings(settings)
+    raw = predict(model.to(runtime.device), task, split, runtime, settings.eval_batch_size, max_length)
+    return pd.DataFrame({"id": ids, **TASKS[task].kind.readable(raw, TASKS[task].class_names)})

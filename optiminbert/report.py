@@ -8,14 +8,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from optiminbert.atomic import write_text_atomic
+from optiminbert.atomic import write_csv_atomic, write_text_atomic
 from optiminbert.metrics import overall
+from optiminbert.phases import PHASES, STUDY_PHASES
+from optiminbert.phases.baseline import HANDOUT, MODES
 
-# The CS224N handout's reference dev accuracies with bert-base-uncased (Table 1).
-HANDOUT_BASELINE = {"sst": {"pretrain": 0.390, "finetune": 0.515}, "cfimdb": {"pretrain": 0.780, "finetune": 0.966}}
-# The report's dev results, (SST acc, paraphrase acc, STS Pearson) per phase (Table 2).
-PAPER_PHASES = {"mtl": (0.520, 0.475, -0.005), "mtl_embed": (0.511, 0.697, 0.517), "specialist": (0.518, 0.743, 0.616)}
-PHASE_TITLES = {"mtl": "Round-robin MTL", "mtl_embed": "MTL + sentence embeddings", "specialist": "Specialists"}
 ENSEMBLE_TITLE = "Ensemble of the phases (ours only)"
 
 
@@ -33,26 +30,26 @@ def build_tables(metrics_dir: Path) -> list[tuple[str, list[str], list[list[str]
     baseline = _load(metrics_dir, "baseline")
     if baseline:
         rows = [
-            [task.upper(), mode, f"{HANDOUT_BASELINE[task][mode]:.3f}", f"{baseline[task][mode]['dev_acc']:.3f}"]
-            for task in HANDOUT_BASELINE
-            for mode in ("pretrain", "finetune")
+            [task.upper(), mode, f"{HANDOUT[task][mode]:.3f}", f"{baseline[task][mode]['dev_acc']:.3f}"]
+            for task in HANDOUT
+            for mode in MODES
         ]
         tables.append(("Table 1: baseline dev accuracy", ["task", "mode", "handout (bert-base)", "ours"], rows))
     rows = []
-    for phase, title in PHASE_TITLES.items():
-        ours = _load(metrics_dir, phase)
-        paper = PAPER_PHASES[phase]
-        rows.append([title, "paper", *(f"{x:.3f}" for x in paper), f"{overall(*paper):.3f}"])
+    for name in STUDY_PHASES:
+        phase, ours = PHASES[name], _load(metrics_dir, name)
+        if phase.paper:
+            rows.append([phase.title, "paper", *(f"{x:.3f}" for x in phase.paper), f"{overall(*phase.paper):.3f}"])
         if ours:
-            rows.append(_ours_row(title, ours["dev"]))
+            rows.append(_ours_row(phase.title, ours["dev"]))
     ensemble = _load(metrics_dir, "ensemble")
     if ensemble:
         rows.append(_ours_row(f"{ENSEMBLE_TITLE}: mean of {', '.join(ensemble['members'])}", ensemble["dev"]))
     tables.append(("Table 2: dev results per phase", ["phase", "source", "SST acc", "para acc", "STS r", "overall"], rows))
     test_rows = [
-        [PHASE_TITLES[phase], "written", "written", "written", "labels withheld"]
-        for phase in PHASE_TITLES
-        if _load(metrics_dir, phase)
+        [PHASES[name].title, "written", "written", "written", "labels withheld"]
+        for name in STUDY_PHASES
+        if _load(metrics_dir, name)
     ]
     if test_rows:
         tables.append(("Table 3: test predictions (predictions/<phase>/<task>-test.csv)", ["phase", "SST", "para", "STS", "scores"], test_rows))
@@ -91,10 +88,8 @@ def render(metrics_dir: str | Path, out: str | Path | None = None, console: Cons
 
 def write_phase_bars(metrics_dir: str | Path, path: str | Path) -> None:
     """One row per phase with its dev scores: the bar chart of the phases per task."""
-    from optiminbert.atomic import write_csv_atomic
-
     rows = []
-    for phase in (*PHASE_TITLES, "ensemble"):
+    for phase in (*STUDY_PHASES, "ensemble"):
         ours = _load(Path(metrics_dir), phase)
         if ours:
             d = ours["dev"]

@@ -21,17 +21,11 @@ from typing import Any
 import torch
 
 from optiminbert.atomic import torch_save_atomic
-from optiminbert.errors import UserError
+from optiminbert.errors import Interrupted, UserError
+
+__all__ = ["Interrupted", "StopRequest", "ResumeFile", "fingerprint", "rng_state", "set_rng_state"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Interrupted(Exception):
-    """Training stopped on a signal after saving its state; the CLI exits with 128 + signal."""
-
-    def __init__(self, signum: int, message: str):
-        super().__init__(message)
-        self.signum = signum
 
 
 class StopRequest:
@@ -56,9 +50,10 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
-# Part of every fingerprint, bumped when what a saved state holds changes (2: the best epoch's
-# dev outputs): a state from an older version is then started over, not misread.
-STATE_FORMAT = 2
+# Part of every fingerprint, bumped when what a saved state or its fingerprint holds changes (2:
+# the best epoch's dev outputs; 3: only the settings a run uses): a state from an older version
+# is then started over, not misread.
+STATE_FORMAT = 3
 
 
 def fingerprint(*parts: Any) -> str:

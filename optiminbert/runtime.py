@@ -6,12 +6,35 @@ import ctypes
 import os
 import random
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from optiminbert import distributed
 from optiminbert.errors import UserError
+
+
+@dataclass
+class Runtime:
+    """Where a model runs and at what precision."""
+
+    device: torch.device
+    dtype: torch.dtype | None  # autocast dtype, None for fp32
+
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    @classmethod
+    def from_settings(cls, settings) -> "Runtime":
+        """The run's device (one GPU per rank under torchrun) and precision; also sets the CPU's
+        threads and allocator (``configure_cpu``)."""
+        configure_cpu()
+        device = resolve_device(settings["device"])
+        if device.type == "cuda" and distributed.active():
+            device = distributed.local_device()
+        return cls(device, resolve_precision(settings["precision"], device))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -54,8 +77,7 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 def adamw(params, **kwargs) -> torch.optim.AdamW:
     """AdamW with the fused implementation: one kernel per step instead of about ten per
-    parameter tensor. On the default encoder's 11M trainable weights a step takes 7 ms instead
-    of 47 ms on the 2-core CPU, which adds up over the pipeline's ~2,700 steps."""
+    parameter tensor, a several-fold faster optimizer step on CPU (docs/performance.md)."""
     return torch.optim.AdamW(params, fused=True, **kwargs)
 
 
@@ -87,12 +109,11 @@ def keep_freed_memory() -> bool:
     free; the threshold starts at 128 KiB and follows the largest block freed so far, up to
     32 MiB, and the heap's top is trimmed. So a fresh process's first batches, and every block
     over 32 MiB, land on fresh pages: a page fault and a kernel zero-fill per 4 KiB. With the
-    threshold and the trim limit at 1 GiB the heap keeps its high-water mark and reuses it.
-    On this project's 2-core CPU (benchmarks/allocator.py) a fresh process's inference got
-    1.16x faster (what an evaluation stage does) and training with the 47 MB word-embedding
-    gradient (freeze_word_embeddings: false) 1.08-1.14x; the default training loop, whose
-    blocks stay under 32 MiB, is unchanged. Left alone where the user tuned malloc through
-    the environment; a no-op where the C library has no mallopt (not glibc)."""
+    threshold and the trim limit at 1 GiB the heap keeps its high-water mark and reuses it: a
+    fresh process's inference (an evaluation stage) and training with the word-embedding
+    gradient get faster; the default training loop, whose blocks stay under 32 MiB, is
+    unchanged (benchmarks/allocator.py, docs/performance.md). Left alone where the user tuned
+    malloc through the environment; a no-op where the C library has no mallopt (not glibc)."""
     if any(name in os.environ for name in MALLOC_ENV) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     try:

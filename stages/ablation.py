@@ -2,20 +2,21 @@
 
 import typer
 
-from optiminbert import params, pipeline
-from optiminbert.cli import run_app
+from optiminbert import settings
+from optiminbert.errors import run_app
+from optiminbert.steps.ablation import ablation_report, train_ablation
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
 def train(loss: str, task: str) -> None:
-    pipeline.train_ablation(params.load(), loss, task)
+    train_ablation(settings.load(), loss, task)
 
 
 @app.command()
 def report() -> None:
-    typer.echo(pipeline.ablation_report())
+    typer.echo(ablation_report())
 
 
 if __name__ == "__main__":

@@ -1,16 +1,18 @@
-"""DVC stage `evaluate@<phase>`: dev metrics, dev/test predictions and the error analysis."""
+"""DVC stages `evaluate@<phase>` (dev metrics, dev/test predictions, the error analysis) and
+`ensemble` (the phases' predictions averaged)."""
 
 import typer
 
-from optiminbert import params, pipeline
-from optiminbert.cli import run_app
+from optiminbert import settings
+from optiminbert.errors import run_app
+from optiminbert.steps.evaluate import evaluate
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
 def main(phase: str) -> None:
-    pipeline.evaluate(params.load(), phase)
+    evaluate(settings.load(), phase)
 
 
 if __name__ == "__main__":

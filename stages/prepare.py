@@ -2,15 +2,16 @@
 
 import typer
 
-from optiminbert import params, pipeline
-from optiminbert.cli import run_app
+from optiminbert import settings
+from optiminbert.errors import run_app
+from optiminbert.steps.prepare import prepare
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
 def main() -> None:
-    pipeline.prepare(params.load())
+    prepare(settings.load())
 
 
 if __name__ == "__main__":

@@ -2,15 +2,15 @@
 
 import typer
 
-from optiminbert import params, pipeline
-from optiminbert.cli import run_app
+from optiminbert.errors import run_app
+from optiminbert.steps.report import make_report
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
 def main() -> None:
-    pipeline.make_report(params.load())
+    make_report()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The loss ablation's arithmetic and its error for a missing run (fake run.json files)."""
+"""The loss ablation (ablation.py, steps/ablation.py): its arithmetic and its error for a missing run
+(fake run.json files), and what its training step trains."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from optiminbert import ablation, pipeline
+from optiminbert import ablation
+from optiminbert.paths import ABLATION
+from optiminbert.steps import ablation as ablation_step
 from optiminbert.errors import UserError
 
 
@@ -35,7 +38,17 @@ def test_each_loss_is_set_beside_the_defaults_selected_epoch(tmp_path: Path) -> 
 def test_a_missing_run_and_unknown_choices_are_named(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="run.json missing"):
         ablation.write_report(tmp_path / "ablation", tmp_path / "specialist")
-    with pytest.raises(UserError, match="unknown contrastive loss 'none'"):
-        pipeline.train_ablation({}, "none", "quora")
-    with pytest.raises(UserError, match="unknown task 'sst'"):
-        pipeline.train_ablation({}, "mnrl", "sst")
+    with pytest.raises(UserError, match="unknown contrastive loss 'none': choose one of mnrl, gist"):
+        ablation_step.train_ablation({}, "none", "quora")
+    # the sentiment specialist has no pairs: a contrastive task cannot change it
+    with pytest.raises(UserError, match="unknown task 'sst': choose one of quora, sts"):
+        ablation_step.train_ablation({}, "mnrl", "sst")
+
+
+def test_an_ablation_run_is_the_default_specialist_plus_the_loss(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(ablation_step, "train", lambda *args, **kwargs: calls.append((args, kwargs)))
+    tree = {"lr": 1e-4}
+    ablation_step.train_ablation(tree, "gist", "sts")
+    # the project's params tree, the specialist phase, one task; resumable, under ablation/gist/
+    assert calls == [((tree, "specialist", "sts"), {"overrides": {"contrastive": "gist"}, "resume": True, "root": ABLATION / "gist"})]

@@ -2,22 +2,30 @@
 
 Length-bucketed, padded batches give the same outputs as one sequence at a time; the
 transformers twin the benchmark times holds our exact weights and does the same work (same
-outputs, same loss and gradients); the FLOP and padding arithmetic is right; and the quick
-run goes end to end on a tiny checkpoint, returning positive numbers.
+outputs, same loss and gradients); the FLOP and padding arithmetic is right; the quick run goes
+end to end on a tiny checkpoint, returning positive numbers; the study's settings come from the
+params tree; and `optiminbert bench` passes its options to benchmarks/encoder_speed.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from optiminbert import bench
+from benchmarks import bench
+from optiminbert import settings
 from optiminbert.batching import length_bucketed_batches, pad
+from optiminbert.cli import main as cli_main
 from optiminbert.model import BertConfig, BertModel, ours_to_hf
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
             max_position_embeddings=64)
@@ -35,6 +43,13 @@ def tiny_model(seed: int = 0, **overrides) -> BertModel:
             noise = torch.randn(param.shape, generator=generator)
             param.copy_(1.0 + 0.2 * noise if name.endswith("norm.weight") else 0.3 * noise)
     return model
+
+
+def tiny_tree(checkpoint: Path, data: Path, **top) -> dict:
+    """The params tree of a fast CPU benchmark: the embedded defaults, a tiny model and batches."""
+    given = {"checkpoint": str(checkpoint), "data": str(data), "device": "cpu", "batch_size": 8, "eval_batch_size": 16,
+             "max_length": 32, "prepare": {"cfimdb_max_length": 32}}
+    return settings.overlay(settings.defaults(), {**given, **top})
 
 
 def random_sequences(count: int, seed: int = 0) -> list[list[int]]:
@@ -149,8 +164,7 @@ def test_side_by_side_pairs_pad_to_their_summed_lengths() -> None:
 
 
 def test_evaluation_batches_hold_every_dev_row_once(tiny_data: Path, tiny_checkpoint: Path) -> None:
-    lengths = {t: 32 for t in bench.data.TASKS}
-    config = bench.BenchConfig(checkpoint=str(tiny_checkpoint), eval_batch_size=4, max_length=lengths)
+    config = bench.BenchConfig(tiny_tree(tiny_checkpoint, tiny_data, eval_batch_size=4))
     _, (a, b) = bench.task_columns(tiny_data, "quora", str(tiny_checkpoint), 32, "dev")
     split = bench.dev_split(tiny_data, "quora", config)
     siamese = bench.evaluation_batches(split, "siamese", config)
@@ -159,16 +173,15 @@ def test_evaluation_batches_hold_every_dev_row_once(tiny_data: Path, tiny_checkp
     assert all("labels" not in x for x in siamese)
     cross = bench.evaluation_batches(split, "cross", config)
     assert sum(len(x["input_ids"]) for x in cross) == len(a) and all("token_type_ids" in x for x in cross)
-    spread = bench.evaluation_batches(split, "siamese", bench.BenchConfig(**{**config.__dict__, "eval_batches": 2}))
+    spread = bench.evaluation_batches(split, "siamese", dataclasses.replace(config, eval_batches=2))
     assert len(spread) == 2 and torch.equal(spread[0]["input_ids"], siamese[0]["input_ids"])
 
 
 def test_quick_run_end_to_end(tiny_checkpoint: Path, tiny_data: Path, tiny_prepared: Path, tmp_path: Path, capsys) -> None:
+    # batch_size 4 at the top level; the baseline's CFIMDB run and the SST specialist set their own.
     config = bench.BenchConfig.quick(
-        checkpoint=str(tiny_checkpoint), data=str(tiny_data), device="cpu", fp32_too=True,
-        batch_size=8, eval_batch_size=16, matmul_size=128, train_reps=1, infer_reps=1,
-        max_length={t: 32 for t in bench.data.TASKS},
-        phase_steps=2, prepared=str(tiny_prepared), params={"batch_size": 8, "eval_batch_size": 16, "max_length": 32},
+        tiny_tree(tiny_checkpoint, tiny_data, batch_size=4), fp32_too=True, matmul_size=128, train_reps=1, infer_reps=1,
+        phase_steps=2, prepared=tiny_prepared,
     )
     results = bench.run(config, tmp_path / "results")
     labels = list(results["train"])
@@ -186,10 +199,14 @@ def test_quick_run_end_to_end(tiny_checkpoint: Path, tiny_data: Path, tiny_prepa
     assert all(0 <= v < 1 for layouts in results["padding"].values() for r in layouts.values() for v in r.values())
     assert list(results["eval_sets"]) == [f"{task} {pairs}" for task, pairs in bench.EVAL_SETS]
     assert all(r["batches"] == 1 and r["ratio"] > 0 and 0 <= r["padding"] < 1 for r in results["eval_sets"].values())
+    assert results["config"]["settings"]["batch_size"] == 4 and results["config"]["smoke"] is True
 
-    # Every pipeline run that takes encoder steps went through the real training loop.
-    assert list(results["phases"]) == [name for name, _, _ in bench.PHASE_RUNS]
+    # Every pipeline run that takes encoder steps went through the real training loop, with its own settings.
+    assert list(results["phases"]) == [run.name for run in bench.PHASE_RUNS]
     assert {"mtl", "mtl_embed", "specialist-sts", "baseline-cfimdb-finetune"} <= set(results["phases"])
+    assert "baseline-sst-pretrain" not in results["phases"]
+    batch_sizes = {name: r["batch_size"] for name, r in results["phases"].items()}
+    assert (batch_sizes["mtl"], batch_sizes["baseline-cfimdb-finetune"], batch_sizes["specialist-sst"]) == (4, 8, 16)
     # (the loop reports whole tenths of a second, so a tiny run's time may round to 0)
     assert all(r["steps"] == 2 and r["ms_per_step"] >= 0 and r["examples_per_second"] > 0 for r in results["phases"].values())
 
@@ -201,7 +218,45 @@ def test_quick_run_end_to_end(tiny_checkpoint: Path, tiny_data: Path, tiny_prepa
     assert "quora siamese" in written and "all of them" in written
 
 
+def test_config_takes_the_study_settings_from_the_params_tree() -> None:
+    tree = settings.overlay(settings.defaults(), {"batch_size": 7, "lr": 3e-4, "max_length": 64, "prepare": {"cfimdb_max_length": 99}})
+    config = bench.BenchConfig(tree, {"device": "cpu", "checkpoint": "elsewhere"})
+    s = config.settings
+    assert (s.batch_size, s.lr, s.device, s.checkpoint, s.eval_batch_size) == (7, 3e-4, "cpu", "elsewhere", 128)
+    assert config.max_length == {"sst": 64, "cfimdb": 99, "quora": 64, "sts": 64}
+    record = config.record()
+    assert record["settings"]["batch_size"] == 7 and "tree" not in record and record["train_reps"] == config.train_reps
+
+
 def test_quick_and_full_configs_differ() -> None:
-    assert bench.BenchConfig().smoke is False and bench.BenchConfig.quick().smoke is True
-    assert bench.BenchConfig().phase_steps > 0 == bench.BenchConfig.quick().phase_steps
-    assert bench.BenchConfig.quick().train_reps < bench.BenchConfig().train_reps
+    full, quick = bench.BenchConfig(settings.defaults()), bench.BenchConfig.quick(settings.defaults(), note="n")
+    assert full.smoke is False and quick.smoke is True and quick.note == "n"
+    assert full.phase_steps > 0 == quick.phase_steps
+    assert quick.train_reps < full.train_reps
+
+
+def test_bench_command_passes_its_options_through(tmp_path: Path) -> None:
+    from benchmarks import encoder_speed
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"batch_size": 7}))
+    given = ["--quick", "--params", str(params), "--checkpoint", "ckpt", "--data", "raw", "--device", "cpu",
+             "--compile", "--note", "a note"]
+    args = encoder_speed.parser().parse_args(given)
+    config = encoder_speed.config(args)
+    assert config.smoke and config.compile and config.note == "a note" and args.results == bench.RESULTS
+    s = config.settings
+    assert (s.batch_size, s.checkpoint, s.data, s.device) == (7, "ckpt", "raw", "cpu")
+    plain = encoder_speed.config(encoder_speed.parser().parse_args(["--params", str(params)]))
+    assert not plain.smoke and not plain.compile and plain.overrides == {}
+
+
+def test_bench_command_reports_a_bad_params_file_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    # `optiminbert bench` runs benchmarks/encoder_speed.py from the repository root.
+    monkeypatch.chdir(ROOT)
+    missing = tmp_path / "missing.yaml"
+    monkeypatch.setattr(sys, "argv", ["optiminbert", "bench", "--params", str(missing)])
+    with pytest.raises(SystemExit) as exited:
+        cli_main()
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == f"error: {missing}: params file not found\n"

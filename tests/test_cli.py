@@ -1,4 +1,7 @@
-"""The command line: help, one-line errors for bad input (no traceback, nothing written), predict."""
+"""The command line (cli.py): its commands, one-line errors for bad input (no traceback, nothing
+written), `--set` beside the options, and `optiminbert params`. Most commands run in this process
+(the ``cli`` fixture, through the console script's own ``cli.main``); the first two tests run the
+installed console script itself."""
 
 from __future__ import annotations
 
@@ -10,194 +13,131 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_line_error
 
-from optiminbert import params as params_file
-from optiminbert import phases, pipeline
-from optiminbert.errors import UserError
-from optiminbert.phases import train_run
-from optiminbert.predict import read_inputs
-
-CLI = str(Path(sys.executable).parent / "optiminbert")
+CONSOLE_SCRIPT = str(Path(sys.executable).parent / "optiminbert")
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def console(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([CLI, *args], cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run([CONSOLE_SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True)
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 1, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+def test_the_console_script_lists_the_commands(tmp_path):
+    result = console("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for command in ("prepare", "train", "params", "evaluate", "report", "predict", "bench"):
+        assert re.search(rf"^\W*{command}\b", result.stdout, re.M), command
 
 
-def test_help_lists_the_commands(tmp_path):
-    result = cli("--help", cwd=tmp_path)
-    assert result.returncode == 0
-    for command in ("prepare", "train", "evaluate", "report", "predict"):
-        assert command in result.stdout
+def test_the_console_script_shows_an_error_as_one_line(tmp_path):
+    assert_one_line_error(console("train", "nonsense", cwd=tmp_path), "unknown phase 'nonsense'", "baseline")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
     "args, fragments",
     [
-        (["prepare", "--data", "no/such/dir"], ["no/such/dir"]),
-        (["prepare", "--checkpoint", "not-a-bert"], ["not-a-bert", "not a directory"]),
-        (["train", "nonsense"], ["unknown phase 'nonsense'", "baseline"]),
+        (["prepare", "--data", "no/such/dir"], ["data source no/such/dir is not a directory"]),
+        (["prepare", "--checkpoint", "not-a-bert"], ["checkpoint not-a-bert: not a directory"]),
+        (["prepare", "--max-length", "2"], ["param max_length must be a whole number from 3 to 512", "got 2"]),
+        (["train", "nonsense"], ["unknown phase 'nonsense': choose one of baseline, mtl, mtl_embed, specialist"]),
         (["train", "baseline", "--task", "imdb"], ["unknown task 'imdb'"]),
         (["train", "baseline", "--mode", "half"], ["unknown mode 'half'"]),
         (["train", "mtl", "--task", "sst"], ["mtl trains sst, quora and sts in one model", "--task"]),
         (["train", "specialist", "--mode", "pretrain"], ["--mode pretrain is for baseline runs"]),
-        (["prepare", "--max-length", "2"], ["param max_length must be a whole number from 3 to 512", "got 2"]),
+        (["train", "mtl", "--surgery", "magic"], ["unknown surgery 'magic': choose one of none, pcgrad"]),
+        (["train", "mtl", "--lr", "-1"], ["param lr must be positive, got -1.0"]),
+        (["train", "mtl", "--batch-size", "0"], ["param batch_size must be positive, got 0"]),
+        (["train", "mtl", "--lr", "nan"], ["param lr must be a finite number, got nan"]),
+        (["train", "mtl", "--params", "missing.yaml"], ["missing.yaml: params file not found"]),
+        (["evaluate", "mtl", "--params", "missing.yaml"], ["missing.yaml: params file not found"]),
+        (["report", "--params", "missing.yaml"], ["missing.yaml: params file not found"]),
     ],
 )
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, fragments):
+def test_bad_input_is_one_line_and_writes_nothing(cli, tmp_path, args, fragments):
     assert_one_line_error(cli(*args, cwd=tmp_path), *fragments)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_train_phase_trains_only_what_was_asked_for(tmp_path):
-    # The library call the stages use: a joint phase given tasks, or the baseline (whose runs
-    # are per task and mode), is refused before anything is read or written.
-    with pytest.raises(UserError, match="mtl_embed trains sst, quora and sts in one model"):
-        pipeline.train_phase({}, "mtl_embed", tasks=["sst"], root=tmp_path)
-    with pytest.raises(UserError, match="unknown phase 'baseline'"):
-        pipeline.train_phase({}, "baseline", root=tmp_path)
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        # an option or --set that none of the runs reads: it would change nothing
+        (["train", "mtl", "--token-alignment"], ["token_alignment does not apply to mtl (token_alignment: "]),
+        (["train", "mtl", "--set", "contrastive=mnrl"], ["contrastive does not apply to mtl ("]),
+        (["train", "baseline", "--mode", "pretrain", "--head-lr", "0.1"], ["head_lr does not apply to baseline-sst-pretrain"]),
+        # a one-task run has no gradients to combine: its surgery typo is refused as such, not passed over
+        (["train", "specialist", "--task", "sts", "--surgery", "magic"], ["surgery does not apply to specialist-sts"]),
+        (["train", "specialist", "-S", "pooling=mean", "-S", "surgery=pcgrad"],
+         ["surgery, pooling do not apply to specialist-sst, specialist-quora, specialist-sts"]),
+        (["train", "mtl", "--lr", "1e-4", "--set", "lr=2e-4"], ["lr given both as an option and with --set: give it once"]),
+        (["train", "mtl", "--set", "specialist.sst.lr=1e-4"], ["--set specialist.sst.lr: sections belong in params.yaml"]),
+        (["train", "mtl", "--set", "lr"], ["--set 'lr': expected key=value"]),
+        (["train", "mtl", "--set", "lrr=1"], ["--set lrr: unknown setting"]),
+        (["train", "mtl", "--set", "lr=.nan"], ["param lr must be a finite number, got nan"]),
+        (["params", "mtl", "--set", "token_alignment=false"], ["token_alignment does not apply to mtl"]),
+    ],
+)
+def test_set_and_options_are_refused_where_they_would_change_nothing(cli, tmp_path, args, fragments):
+    assert_one_line_error(cli(*args, cwd=tmp_path), *fragments)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_invalid_param_values_are_named(tmp_path, tiny_prepared, tiny_checkpoint):
-    (tmp_path / "data").mkdir()
-    os.symlink(tiny_prepared, tmp_path / "data" / "prepared")
-    common = ["train", "baseline", "--checkpoint", str(tiny_checkpoint), "--device", "cpu"]
-    assert_one_line_error(cli(*common, "--lr", "-1", cwd=tmp_path), "param lr must be positive")
-    assert_one_line_error(cli(*common, "--batch-size", "0", cwd=tmp_path), "param batch_size must be positive")
-    (tmp_path / "params.yaml").write_text("lr: abc\n")
-    assert_one_line_error(cli(*common, cwd=tmp_path), "param lr must be a number, got 'abc'")
-    (tmp_path / "params.yaml").write_text("compile: 1\n")
-    assert_one_line_error(cli(*common, cwd=tmp_path), "param compile must be true or false, got 1")
-    assert not (tmp_path / "models").exists()
-
-
-def test_exponent_floats_as_dvc_writes_them_are_numbers(tmp_path):
-    # `dvc exp run -S lr=2e-5` writes "lr: 2e-05", a string to a YAML 1.1 reader such as PyYAML's.
-    (tmp_path / "params.yaml").write_text("lr: 2e-05\nwarmup: .5E-1\nbaseline:\n  finetune:\n    head_lr: 1e+3\n")
-    resolved = params_file.resolve(params_file.load(tmp_path / "params.yaml"), "baseline.finetune")
-    assert (resolved["lr"], resolved["warmup"], resolved["head_lr"]) == (2e-05, 0.05, 1000.0)
-
-
 @pytest.mark.parametrize(
-    "text, message",
+    "text, fragments",
     [
-        ("specialst:\n  lr: 1.0e-3\n", "unknown section specialst; known: prepare, baseline, mtl"),
-        ("specialist:\n  quroa:\n    lr: 1.0\n", "unknown section specialist.quroa; known: specialist.sst, specialist.quora"),
-        ("mtl:\n  sst:\n    lr: 1.0\n", "unknown section mtl.sst; known: none (mtl takes params only)"),
+        ("lr: abc\n", ["param lr must be a number, got 'abc'"]),
+        ("compile: 1\n", ["param compile must be true or false, got 1"]),
+        ("specialst:\n  lr: 1.0e-3\n", ["params.yaml: unknown section specialst"]),
+        ("surgery: pcgrad\n", ["params.yaml: param surgery is set per section"]),
+        ("mtl:\n  contrastive: mnrl\n", ["params.yaml: param contrastive in section mtl is read by none of its runs"]),
     ],
 )
-def test_a_misspelt_section_is_named_not_ignored(tmp_path, text, message):
-    # Stages read only the sections they know, so these once changed nothing, silently.
+@pytest.mark.parametrize("command", [["train", "mtl"], ["params"], ["evaluate", "mtl"], ["report"], ["prepare"]])
+def test_a_bad_params_yaml_is_named_by_every_command(cli, tmp_path, text, fragments, command):
     (tmp_path / "params.yaml").write_text(text)
-    with pytest.raises(UserError, match=re.escape(message)):
-        params_file.load(tmp_path / "params.yaml")
+    assert_one_line_error(cli(*command, cwd=tmp_path), *fragments)
+    assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]
 
 
-def test_known_sections_are_the_stages_and_their_subsections():
-    # params.py stays torch-free, so it spells out names phases.py holds: a new phase or task
-    # added there alone would make its params.yaml section an "unknown section" error.
-    joint = {name: {} for name, spec in phases.PHASES.items() if spec.joint}
-    per_task = {name: {t: {} for t in phases.STUDY_TASKS} for name, spec in phases.PHASES.items() if not spec.joint}
-    baseline = {k: {} for k in (*phases.BASELINE_MODES, *phases.BASELINE_TASKS)}
-    expected = {"prepare": {}, "baseline": baseline, **joint, **per_task, "evaluate": {}, "ensemble": {}}
-    assert params_file.SECTIONS == expected
-
-
-def test_the_projects_params_yaml_has_only_known_sections():
-    loaded = params_file.load(Path(__file__).parents[1] / "params.yaml")
-    assert loaded["specialist"]["quora"]["head_lr"] == 3.0e-3
-
-
-@pytest.fixture(scope="module")
-def sst_run(tmp_path_factory, tiny_prepared, tiny_params, one_thread) -> Path:
-    run_dir = tmp_path_factory.mktemp("runs") / "sst"
-    train_run({**tiny_params, "epochs": 1}, ["sst"], "siamese", tiny_prepared, run_dir, "sst")
-    return run_dir
-
-
-def test_predict_from_text_and_csv(tmp_path, sst_run):
-    result = cli("predict", str(sst_run), "--task", "sst", "--text", "A good film .", cwd=tmp_path)
+def test_params_shows_each_run_s_settings_with_meaning_and_source(cli, tmp_path):
+    (tmp_path / "params.yaml").write_text("lr: 3.0e-4\nspecialist:\n  sts:\n    epochs: 2\n")
+    result = cli("params", "specialist", "--task", "sts", "--set", "dropout=0.1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "prediction" in result.stdout and "probability" in result.stdout
-    source = tmp_path / "in.csv"
-    source.write_text("id,sentence\na,A good film .\nb,\"Dull, slow and long .\"\n")
-    out = tmp_path / "out.csv"
-    result = cli("predict", str(sst_run), "--task", "sst", "--csv", str(source), "--out", str(out), cwd=tmp_path)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "# specialist-sts: specialist, specialist.sts over the top level"
+    by_key = {line.split(":")[0]: line for line in lines[1:]}
+    assert re.fullmatch(r"lr: +0\.0003 +# peak learning rate \(params\)", by_key["lr"])
+    assert re.fullmatch(r"epochs: +2 +# .* \(specialist\.sts\)", by_key["epochs"])
+    assert re.fullmatch(r"dropout: +0\.1 +# dropout before each task head \(set\)", by_key["dropout"])
+    assert re.fullmatch(r"batch_size: +32 +# .* \(default\)", by_key["batch_size"])  # not in this params.yaml
+    # only what the run reads: no cross-encoder pooling, no quora-only settings, no gist_* (contrastive: none)
+    assert {"pooling", "token_alignment", "online_contrastive", "gist_margin", "surgery"}.isdisjoint(by_key)
+    assert {"contrastive", "match_multitask_steps", "head_lr"} <= set(by_key)
+
+
+def test_params_lists_one_block_per_run_and_every_setting_without_a_phase(cli, tmp_path):
+    result = cli("params", "specialist", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    lines = out.read_text().splitlines()
-    assert lines[0] == "id,prediction,label,probability" and [l.split(",")[0] for l in lines[1:]] == ["a", "b"]
+    assert re.findall(r"^# (\S+):", result.stdout, re.M) == ["specialist-sst", "specialist-quora", "specialist-sts"]
+    # the quora specialist's own section, and its online contrastive margin (used: its weight is 0.1)
+    quora = result.stdout.split("# specialist-quora")[1].split("# specialist-sts")[0]
+    assert re.search(r"^head_lr: +0\.003 .*\(specialist\.quora\)$", quora, re.M)
+    assert re.search(r"^online_contrastive_margin: ", quora, re.M)
+    everything = cli("params", cwd=tmp_path)
+    assert everything.returncode == 0, everything.stderr
+    from optiminbert.settings import SCHEMA
+
+    assert [line.split(":")[0] for line in everything.stdout.splitlines()] == list(SCHEMA)
 
 
-def test_predict_reads_one_column_csv_and_tsv(tmp_path, sst_run):
-    # A one-column header such as "sentence" once had one of its letters sniffed as the separator.
-    for name, content, ids in [
-        ("one.csv", "sentence\nA good film .\nDull and slow .\n", ["0", "1"]),
-        ("in.tsv", "id\tsentence\nx\tA good film , really .\n", ["x"]),
-    ]:
-        (tmp_path / name).write_text(content)
-        out = tmp_path / f"{name}.out.csv"
-        result = cli("predict", str(sst_run), "--task", "sst", "--csv", name, "--out", str(out), cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
-        assert [line.split(",")[0] for line in out.read_text().splitlines()[1:]] == ids
-
-
-@pytest.mark.parametrize(
-    "content, fragments",
-    [
-        ('sentence\nA good film .\n""\n', ["bad.csv row 2: empty sentence"]),
-        ("sentence\n", ["bad.csv", "no rows"]),
-        ("text\nA good film .\n", ["needs column(s) sentence", "found text"]),
-        ('sentence\n"A good film .\n', ["bad.csv: cannot read as CSV"]),
-    ],
-)
-def test_predict_names_what_is_wrong_with_a_csv_and_writes_nothing(tmp_path, sst_run, content, fragments):
-    (tmp_path / "bad.csv").write_text(content)
-    out = tmp_path / "out.csv"
-    result = cli("predict", str(sst_run), "--task", "sst", "--csv", "bad.csv", "--out", str(out), cwd=tmp_path)
-    assert_one_line_error(result, *fragments)
-    assert not out.exists()
-
-
-@pytest.mark.parametrize(
-    "args, fragment",
-    [
-        (["--task", "sst", "--text", "a", "--text2", "b"], "--text2 is for the pair tasks"),
-        (["--task", "sst", "--text", "a", "--csv", "in.csv"], "--csv or --text, not both"),
-        (["--task", "foo", "--text", "a"], "unknown task 'foo'"),
-    ],
-)
-def test_predict_rejects_unknown_or_contradictory_options(tmp_path, sst_run, args, fragment):
-    (tmp_path / "in.csv").write_text("sentence\nA good film .\n")
-    assert_one_line_error(cli("predict", str(sst_run), *args, cwd=tmp_path), fragment)
-
-
-def test_predict_out_that_is_a_directory_is_named(tmp_path, sst_run):
-    # It once failed after scoring, in a traceback naming a temporary file.
-    (tmp_path / "out").mkdir()
-    result = cli("predict", str(sst_run), "--task", "sst", "--text", "A good film .", "--out", "out", cwd=tmp_path)
-    assert_one_line_error(result, "cannot write out: it is a directory")
-    assert list((tmp_path / "out").iterdir()) == []
-
-
-def test_a_pair_row_short_of_its_second_sentence_is_named(tmp_path):
-    (tmp_path / "pairs.csv").write_text("sentence1,sentence2\nHow do I cook rice?,How to cook rice?\nonly one\n")
-    with pytest.raises(UserError, match=r"pairs.csv row 2: empty sentence2$"):
-        read_inputs(tmp_path / "pairs.csv", "quora")
-
-
-def test_predict_rejects_a_task_the_run_was_not_trained_for(tmp_path, sst_run):
-    assert_one_line_error(cli("predict", str(sst_run), "--task", "sts", "--text", "a", "--text2", "b", cwd=tmp_path), "not sts")
+def test_params_reads_the_params_file_given(cli, tmp_path):
+    (tmp_path / "other.yaml").write_text("mtl:\n  surgery: pcgrad\n")
+    result = cli("params", "mtl", "--params", "other.yaml", "-S", "seed=7", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^surgery: +pcgrad .*\(mtl\)$", result.stdout, re.M)
+    assert re.search(r"^seed: +7 .*\(set\)$", result.stdout, re.M)
 
 
 def _damaged_copy(tiny_data: Path, tmp_path: Path, name: str, content: bytes) -> Path:
@@ -215,7 +155,7 @@ def _damaged_copy(tiny_data: Path, tmp_path: Path, name: str, content: bytes) ->
         ("quora-train.csv", b"\tid\tsentence1\tsentence2\tis_duplicate\n", ["quora-train.csv"]),
     ],
 )
-def test_structural_data_defects_stop_prepare_before_anything_is_written(tmp_path, tiny_data, name, content, fragments):
+def test_structural_data_defects_stop_prepare_before_anything_is_written(cli, tmp_path, tiny_data, name, content, fragments):
     data = _damaged_copy(tiny_data, tmp_path, name, content)
     work = tmp_path / "work"
     work.mkdir()
@@ -223,18 +163,13 @@ def test_structural_data_defects_stop_prepare_before_anything_is_written(tmp_pat
     assert list(work.iterdir()) == []
 
 
-def test_unknown_surgery_and_corrupt_checkpoint_are_named(tmp_path, tiny_prepared, tiny_checkpoint):
-    (tmp_path / "data").mkdir()
-    os.symlink(tiny_prepared, tmp_path / "data" / "prepared")
-    common = ["train", "mtl", "--device", "cpu"]
-    result = cli(*common, "--checkpoint", str(tiny_checkpoint), "--surgery", "magic", cwd=tmp_path)
-    assert_one_line_error(result, "unknown surgery 'magic'", "pcgrad")
-    # A one-task run has nothing to project, but a typo is still named, not passed over.
-    result = cli("train", "specialist", "--task", "sts", "--device", "cpu", "--checkpoint", str(tiny_checkpoint), "--surgery", "magic", cwd=tmp_path)
-    assert_one_line_error(result, "unknown surgery 'magic'")
+def test_a_corrupt_checkpoint_is_named(cli, tmp_path, tiny_checkpoint):
     broken = tmp_path / "broken"
     shutil.copytree(tiny_checkpoint, broken)
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    assert_one_line_error(cli(*common, "--checkpoint", str(broken), cwd=tmp_path), "model.safetensors")
-    assert not (tmp_path / "models").exists()
+    work = tmp_path / "work"
+    work.mkdir()
+    result = cli("train", "mtl", "--device", "cpu", "--checkpoint", str(broken), cwd=work)
+    assert_one_line_error(result, "model.safetensors")
+    assert list(work.iterdir()) == []

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import train_tiny
 from safetensors.torch import load_file
 
-from optiminbert.phases import STUDY_TASKS, train_run
+from optiminbert.phases import STUDY_TASKS
 
 BIN = Path(sys.executable).parent
 
@@ -33,8 +34,8 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, tiny_prepared, tiny_params, 
     config = json.loads((checkpoint / "config.json").read_text())
     config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     (checkpoint / "config.json").write_text(json.dumps(config))
-    p = {**tiny_params, "checkpoint": str(checkpoint), "epochs": 2, "steps_per_epoch": 3, "dropout": 0.0, "surgery": surgery}
-    train_run(p, list(STUDY_TASKS), "siamese", tiny_prepared, tmp_path / "single", "single")
+    p = tiny_params.replace(checkpoint=str(checkpoint), epochs=2, steps_per_epoch=3, dropout=0.0, surgery=surgery)
+    train_tiny(p, STUDY_TASKS, "siamese", tiny_prepared, tmp_path / "single", name="single")
 
     project = tmp_path / "project"
     (project / "data").mkdir(parents=True)

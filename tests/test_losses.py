@@ -1,4 +1,5 @@
-"""The contrastive losses on hand-computable cases, their batches, and a tiny run with each."""
+"""The losses (losses/), each on hand-computable cases; the task's loss for each pair design,
+and each loss's hyperparameters read from the run's settings and checked by the schema."""
 
 from __future__ import annotations
 
@@ -7,20 +8,24 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import train_tiny
 
-from optiminbert.contrastive import CONTRASTIVE, PositivePairs, no_duplicate_batches
 from optiminbert.errors import UserError
 from optiminbert.losses import (
+    CONTRASTIVE_LOSSES,
+    LOSSES,
+    BinaryCrossEntropyLoss,
+    CosineSimilarityLoss,
+    CrossEntropyLoss,
     GISTEmbedLoss,
+    MSELoss,
     MultipleNegativesRankingLoss,
     OnlineContrastiveLoss,
     SiameseParaphraseLoss,
     contrastive_loss,
-    loss_for,
+    task_loss,
 )
 from optiminbert.multitask import PairLogit
-from optiminbert.phases import STUDY_TASKS, positive_pairs, train_run
-from optiminbert.prepared import TaskSplit, split_path
 
 # Three pairs of 2-d embeddings at known angles, so every cosine is written down by hand.
 ANCHORS = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
@@ -123,92 +128,78 @@ def test_siamese_paraphrase_loss_is_bce_plus_the_weighted_online_contrastive_ter
     assert SiameseParaphraseLoss(weight=0.0)(prediction, labels).item() == pytest.approx(bce.item(), rel=1e-6)
     combined = SiameseParaphraseLoss(weight=0.1, margin=0.5)(prediction, labels)
     assert combined.item() == pytest.approx((bce + 0.1 * contrastive).item(), rel=1e-6)
-    assert isinstance(loss_for("binary", "siamese", 0.1), SiameseParaphraseLoss)
-    assert not isinstance(loss_for("binary", "cross", 0.1), SiameseParaphraseLoss)  # no embeddings to shape
 
 
-def test_a_siamese_run_adds_the_online_contrastive_term_from_its_params(tmp_path, tiny_prepared, tiny_params, one_thread):
+@pytest.mark.parametrize(
+    "task, pairs, loss",
+    [
+        ("sst", "cross", CrossEntropyLoss),
+        ("sst", "siamese", CrossEntropyLoss),
+        ("quora", "cross", BinaryCrossEntropyLoss),  # no embeddings to shape: BCE alone
+        ("quora", "siamese", SiameseParaphraseLoss),
+        ("sts", "cross", MSELoss),
+        ("sts", "siamese", CosineSimilarityLoss),
+    ],
+)
+def test_each_task_trains_with_its_kinds_loss_for_the_pair_design(tiny_params, task, pairs, loss):
+    assert type(task_loss(task, pairs, tiny_params)) is loss
+
+
+def test_each_loss_reads_its_declared_settings(tiny_params):
+    """Every hyperparameter a loss declares (but the guide, which ``positive_pairs`` reads) reaches
+    the loss ``from_settings`` builds, at a value other than its default."""
+    mnrl = contrastive_loss(tiny_params.replace(contrastive="mnrl", mnrl_scale=7.0))
+    gist = contrastive_loss(tiny_params.replace(contrastive="gist", gist_temperature=0.2, gist_margin=0.15))
+    paraphrase = task_loss("quora", "siamese", tiny_params.replace(online_contrastive=0.3, online_contrastive_margin=0.7))
+    read = {
+        "mnrl_scale": (type(mnrl), mnrl.scale, 7.0),
+        "gist_temperature": (type(gist), gist.temperature, 0.2),
+        "gist_margin": (type(gist), gist.margin, 0.15),
+        "online_contrastive": (type(paraphrase), paraphrase.weight, 0.3),
+        "online_contrastive_margin": (type(paraphrase), paraphrase.contrastive.margin, 0.7),
+    }
+    declared = {s.name: cls for cls in (*LOSSES.values(), *CONTRASTIVE_LOSSES.values()) for s in cls.settings}
+    assert set(declared) - {"guide"} == set(read)  # a new loss setting needs a line here
+    for name, (cls, got, wanted) in read.items():
+        assert cls is declared[name] and got == wanted, name
+        assert tiny_params[name] != wanted, name  # not the default: it was read, not assumed
+    # ... and it changes the loss: MNRL at scale 7 by hand (COSINES below).
+    prediction = torch.stack([ANCHORS, POSITIVES], dim=1)
+    by_hand = -sum(torch.log_softmax(7.0 * COSINES[i], 0)[i] for i in range(3)) / 3
+    assert mnrl(prediction, None).item() == pytest.approx(by_hand.item(), rel=1e-5)
+
+
+def test_a_siamese_run_adds_the_online_contrastive_term_from_its_settings(tmp_path, tiny_prepared, tiny_params, one_thread):
     """One step from the same weights on the same batch: the logged loss is the BCE alone,
     then the BCE plus the (positive) online contrastive term."""
     runs = {
-        weight: train_run({**tiny_params, "epochs": 1, "steps_per_epoch": 1, "online_contrastive": weight},
-                          ["quora"], "siamese", tiny_prepared, tmp_path / str(weight), "run")
+        weight: train_tiny(tiny_params.replace(epochs=1, steps_per_epoch=1, online_contrastive=weight),
+                           ["quora"], "siamese", tiny_prepared, tmp_path / str(weight))
         for weight in (0.0, 1.0)
     }
     assert runs[1.0][0]["train_loss"]["quora"] > runs[0.0][0]["train_loss"]["quora"]
 
 
-def test_unknown_contrastive_loss_is_named():
-    with pytest.raises(Exception, match="unknown contrastive loss 'triplet'"):
-        contrastive_loss("triplet", {"mnrl_scale": 20.0, "gist_temperature": 0.01})
+def test_an_unknown_contrastive_loss_is_named(tiny_params):
+    with pytest.raises(UserError, match="^unknown contrastive 'triplet': choose one of none, mnrl, gist$"):
+        tiny_params.replace(contrastive="triplet")
 
 
-def test_loss_params_out_of_range_are_named():
-    # A negative weight made the paraphrase loss negative; a zero temperature divided by zero.
-    cases = [
-        (lambda: loss_for("binary", "siamese", -0.1), "param online_contrastive must be >= 0, got -0.1"),
-        (lambda: loss_for("binary", "siamese", 0.1, -0.5), "param online_contrastive_margin must be >= 0"),
-        (lambda: contrastive_loss("mnrl", {"mnrl_scale": 0, "gist_temperature": 0.01}), "param mnrl_scale must be positive"),
-        (lambda: contrastive_loss("gist", {"mnrl_scale": 20.0, "gist_temperature": 0}), "param gist_temperature must be positive"),
-        (lambda: positive_pairs({"contrastive_sts_min": 10}, "siamese", {}, None, None, None), "contrastive_sts_min must be within"),
-    ]
-    for make, message in cases:
-        with pytest.raises(UserError, match=message):
-            make()
-    assert isinstance(loss_for("binary", "siamese", 0.0, 0.0), SiameseParaphraseLoss)
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        # A negative weight made the paraphrase loss negative; a zero temperature divided by zero.
+        (dict(online_contrastive=-0.1), "param online_contrastive must be >= 0, got -0.1"),
+        (dict(online_contrastive_margin=-0.5), "param online_contrastive_margin must be >= 0, got -0.5"),
+        (dict(mnrl_scale=0), "param mnrl_scale must be positive, got 0"),
+        (dict(gist_temperature=0), "param gist_temperature must be positive, got 0"),
+    ],
+)
+def test_loss_settings_out_of_range_are_named(tiny_params, bad, message):
+    with pytest.raises(UserError, match=f"^{message}$"):
+        tiny_params.replace(**bad)
 
 
-@pytest.mark.parametrize("chunk_batches", [1, 50])
-def test_no_duplicate_batches_cover_every_pair_once_without_repeated_texts(chunk_batches):
-    keys = [("a", "b"), ("a", "c"), ("d", "e"), ("b", "f"), ("g", "h"), ("i", "a"), ("j", "k")]
-    lengths = torch.tensor([5, 9, 2, 7, 3, 8, 4])
-    batches = no_duplicate_batches(keys, lengths, 3, torch.Generator().manual_seed(0), chunk_batches)
-    assert sorted(i for b in batches for i in b.tolist()) == list(range(len(keys)))
-    for batch in batches:
-        texts = [t for i in batch.tolist() for t in keys[i]]
-        assert len(texts) == len(set(texts)) and len(batch) <= 3
-
-
-def test_no_duplicate_batches_group_similar_lengths():
-    keys = [(f"a{i}", f"b{i}") for i in range(40)]
-    lengths = torch.randperm(40, generator=torch.Generator().manual_seed(1)) + 3
-    batches = no_duplicate_batches(keys, lengths, 8, torch.Generator().manual_seed(0))
-    spans = sorted((lengths[b].min().item(), lengths[b].max().item()) for b in batches)
-    # One chunk, no duplicates: the batches are consecutive runs of the sorted lengths.
-    assert spans == [(3 + 8 * k, 10 + 8 * k) for k in range(5)]
-
-
-@pytest.mark.parametrize("seed", [0, 2])
-def test_pairs_left_at_a_chunks_end_join_the_next_chunk(seed):
-    # Chunks of two pairs, and these seeds' shuffles put both "x" pairs in the first chunk: it
-    # cannot fill a batch, so it hands them on instead of ending in two half batches.
-    keys = [("x", "a"), ("x", "b"), ("c", "d"), ("e", "f")]
-    assert set(torch.randperm(4, generator=torch.Generator().manual_seed(seed))[:2].tolist()) == {0, 1}
-    batches = no_duplicate_batches(keys, torch.ones(4, dtype=torch.long), 2, torch.Generator().manual_seed(seed), 1)
-    assert [len(b) for b in batches] == [2, 2]
-
-
-def test_positive_pairs_are_duplicates_and_very_similar_sts_pairs(tiny_prepared):
-    splits = {t: TaskSplit.load(split_path(tiny_prepared, t, "train")) for t in ("quora", "sts")}
-    pairs = PositivePairs.from_splits(splits, sts_min=4.0)
-    expected = int((splits["quora"].labels == 1).sum() + (splits["sts"].labels >= 4.0).sum())
-    assert len(pairs) == expected > 0
-    batch = pairs.batch(torch.tensor([0, 1]), "siamese", 32)
-    # Each anchor beside its positive in one row: one forward pass for both.
-    assert batch["input_ids"].shape[0] == 2
-    assert (batch["sequence_ids"] == 1).sum(1).tolist() == [len(pairs.columns[0][i]) for i in (0, 1)]
-    assert (batch["sequence_ids"] == 2).sum(1).tolist() == [len(pairs.columns[1][i]) for i in (0, 1)]
-
-
-@pytest.mark.parametrize("loss", ["mnrl", "gist"])
-def test_a_joint_run_trains_the_contrastive_task_beside_the_others(tmp_path, tiny_prepared, tiny_params, one_thread, loss):
-    p = {**tiny_params, "epochs": 1, "steps_per_epoch": 3, "contrastive": loss, "guide": tiny_params["checkpoint"]}
-    history = train_run(p, list(STUDY_TASKS), "siamese", tiny_prepared, tmp_path / "run", "run")
-    assert set(history[0]["train_loss"]) == {*STUDY_TASKS, CONTRASTIVE}
-    assert math.isfinite(history[0]["train_loss"][CONTRASTIVE]) and history[0]["train_loss"][CONTRASTIVE] > 0
-
-
-def test_contrastive_losses_need_sentence_embeddings(tmp_path, tiny_prepared, tiny_params, one_thread):
-    p = {**tiny_params, "epochs": 1, "steps_per_epoch": 2, "contrastive": "mnrl"}
-    with pytest.raises(Exception, match="contrastive losses train sentence embeddings"):
-        train_run(p, list(STUDY_TASKS), "cross", tiny_prepared, tmp_path / "run", "run")
+def test_zero_weight_and_margin_are_valid(tiny_params):
+    loss = task_loss("quora", "siamese", tiny_params.replace(online_contrastive=0.0, online_contrastive_margin=0.0))
+    assert type(loss) is SiameseParaphraseLoss and loss.weight == 0.0 and loss.contrastive.margin == 0.0

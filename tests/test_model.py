@@ -9,12 +9,19 @@ import pytest
 import torch
 import transformers
 from safetensors.torch import load_file, save_file
+from torch.overrides import TorchFunctionMode
 
+from optiminbert.batching import pad, pad_side_by_side
 from optiminbert.checkpoints import default_checkpoint_dir, resolve_checkpoint
 from optiminbert.errors import UserError
-from optiminbert import model as model_module
-from optiminbert.batching import pad, pad_side_by_side
-from optiminbert.model import BertConfig, BertModel, dropout, packed_rows, side_by_side
+from optiminbert.model import (
+    BertConfig,
+    BertModel,
+    cpu_attention,
+    dropout,
+    packed_rows,
+    side_by_side,
+)
 from optiminbert.tokenizer import load_tokenizer
 
 ATOL = 1e-4
@@ -334,6 +341,14 @@ def test_path_that_is_not_a_directory(tmp_path, kind):
     assert str(path) in message and "not a directory" in message
 
 
+def test_max_length_must_fit_the_checkpoints_positions():
+    for bad in (2, 513, 64.0, True, "128"):
+        with pytest.raises(UserError, match="param max_length must be a whole number from 3 to 512"):
+            BertConfig(max_position_embeddings=512).check_length("max_length", bad)
+    for good in (3, 128, 512):
+        BertConfig(max_position_embeddings=512).check_length("max_length", good)
+
+
 def test_default_resolves_to_the_installed_checkpoint(default_ours):
     directory = resolve_checkpoint("default")
     assert directory == default_checkpoint_dir()
@@ -382,12 +397,11 @@ def test_cpu_dropout_drops_p_of_every_lane_and_rescales_the_rest(p):
 # One chunk for the whole batch; chunks of 2 rows and a last one of 1 (4 heads x 7 x 7 fp32 scores a row).
 @pytest.mark.parametrize("chunk_bytes", [1 << 20, 2 * 4 * 7 * 7 * 4])
 @pytest.mark.parametrize("side_by_side_rows", [False, True])
-def test_cpu_attention_matches_sdpa(monkeypatch, chunk_bytes, side_by_side_rows):
+def test_cpu_attention_matches_sdpa(chunk_bytes, side_by_side_rows):
     """CPU attention is spelled out: in inference a chunk of rows at a time, in training with our
     dropout. With no drops (or a probability that rounds to none) it must give SDPA's outputs,
     and gradients, padding bias included (or the per-query bias of side-by-side sequences),
     however the rows are chunked."""
-    monkeypatch.setattr(model_module, "SCORES_CHUNK_BYTES", chunk_bytes)
     torch.manual_seed(0)
     q, k, v = (t.requires_grad_() for t in torch.randn(3, 3, 4, 7, 8).unbind(0))  # batch 3, 4 heads, length 7
     if side_by_side_rows:
@@ -398,8 +412,8 @@ def test_cpu_attention_matches_sdpa(monkeypatch, chunk_bytes, side_by_side_rows)
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     with torch.no_grad():
         for p in (0.0, 1e-9):
-            torch.testing.assert_close(model_module.cpu_attention(q, k, v, bias, p), expected, atol=1e-6, rtol=1e-5)
-    out = model_module.cpu_attention(q, k, v, bias, 1e-9)
+            torch.testing.assert_close(cpu_attention(q, k, v, bias, p, chunk_bytes), expected, atol=1e-6, rtol=1e-5)
+    out = cpu_attention(q, k, v, bias, 1e-9, chunk_bytes)
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
     grads = torch.autograd.grad(out.square().sum(), (q, k, v))
     for grad, want in zip(grads, torch.autograd.grad(expected.square().sum(), (q, k, v))):
@@ -425,26 +439,66 @@ def test_padding_does_not_change_real_tokens(pad_id):
     torch.testing.assert_close(with_padding.pooler_output, plain.pooler_output, atol=1e-5, rtol=0)
 
 
-def test_packed_rows_index_the_real_tokens_of_padded_cpu_batches(monkeypatch):
+def test_packed_rows_index_the_real_tokens_of_padded_cpu_batches():
     mask = padded_batch()["attention_mask"]
     real = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 18, 19, 20])
     with torch.inference_mode():
         assert torch.equal(packed_rows(mask), real)
         assert packed_rows(torch.ones_like(mask)) is None  # nothing to skip
-    assert packed_rows(mask) is None  # training keeps the padded layout
-    monkeypatch.setattr(model_module, "PACK_TRAINING", True)
-    assert torch.equal(packed_rows(mask), real)
+        assert packed_rows(mask, inference=False) is None  # asked to keep inference padded
+        assert packed_rows(mask, inference=False, training=True) is None  # training's choice does not apply
+    assert packed_rows(mask) is None  # training keeps the padded layout by default
+    assert torch.equal(packed_rows(mask, training=True), real)
+    # BertModel's defaults: inference packed, training padded.
+    model = tiny_model()
+    assert (model.pack_inference, model.pack_training) == (True, False)
 
 
-def test_packed_layout_gives_the_padded_layouts_outputs_and_gradients(monkeypatch):
+class CountSoftmax(TorchFunctionMode):
+    """Counts the attention softmaxes: one per chunk of rows in ``cpu_attention``."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.calls += func is torch.Tensor.softmax
+        return func(*args, **(kwargs or {}))
+
+
+def test_pack_inference_and_scores_chunk_change_nothing_but_the_layout():
+    """A model's own switches (``pack_inference``, each layer's ``scores_chunk_bytes``) reach the
+    forward pass: packed or padded, one row of scores per chunk or all at once, the same states."""
+    batch = padded_batch()  # 3 rows of width 9
+    real = batch["attention_mask"].bool()
+    model = tiny_model().eval()
+    layouts = []
+    hook = model.layers[0].attention.register_forward_hook(lambda module, args, out: layouts.append(args[0].dim()))
+    outputs, softmaxes = [], []
+    one_row = 4 * 4 * 9 * 9  # 4 heads x 9 x 9 fp32 scores: one row per chunk
+    for pack, chunk_bytes in ((True, 1 << 20), (False, 1 << 20), (False, one_row)):
+        model.pack_inference = pack
+        for layer in model.layers:
+            layer.attention.scores_chunk_bytes = chunk_bytes
+        with torch.inference_mode(), CountSoftmax() as counter:
+            outputs.append(model(**batch).last_hidden_state[real])
+        softmaxes.append(counter.calls)
+    hook.remove()
+    assert layouts == [2, 3, 3]  # packed: (tokens, width); padded: (batch, length, width)
+    assert softmaxes == [2, 2, 6]  # per layer: the whole batch at once, or one chunk per row
+    for other in outputs[1:]:
+        torch.testing.assert_close(other, outputs[0], atol=1e-5, rtol=1e-5)
+
+
+def test_packed_layout_gives_the_padded_layouts_outputs_and_gradients():
     """Training through the packed real tokens (what benchmarks/packed_tokens.py times) must give
     the same outputs at real positions and the same weight gradients as the plain padded layout."""
     batch = padded_batch()
     results = []
     for pack in (True, False):
-        monkeypatch.setattr(model_module, "PACK_TRAINING", pack)
         torch.manual_seed(0)
         model = BertModel(BertConfig(**TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)).train()
+        model.pack_training = pack
         out = model(**batch)
         real = batch["attention_mask"].bool()
         (out.last_hidden_state[real].square().sum() + out.pooler_output.sum()).backward()

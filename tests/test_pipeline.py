@@ -78,10 +78,13 @@ def test_repro_writes_every_metric_and_report(tiny_repo):
     # head lr, and its matched steps cover the largest task once at its batch size: the examples
     # mtl shows each task.
     largest = max(len(TaskSplit.load(split_path(repo / "data/prepared", t, "train"))) for t in ("sst", "quora", "sts"))
-    runs = {t: json.loads((repo / f"models/specialist/{t}/run.json").read_text())["params"] for t in ("sst", "quora")}
+    runs = {t: json.loads((repo / f"models/specialist/{t}/run.json").read_text())["settings"] for t in ("sst", "quora")}
     assert (runs["sst"]["batch_size"], runs["quora"]["batch_size"]) == (16, 8)
     assert (runs["sst"]["head_lr"], runs["quora"]["head_lr"]) == (1e-3, 3e-3)
     assert runs["sst"]["steps_per_epoch"] == -(-largest // 16) and runs["quora"]["steps_per_epoch"] == -(-largest // 8)
+    # each run records the settings it reads: the paraphrase head's only where there is one
+    assert runs["quora"]["online_contrastive_margin"] == 0.5 and "token_alignment" in runs["quora"]
+    assert {"token_alignment", "online_contrastive", "pooling", "gist_margin"}.isdisjoint(runs["sst"])
     ensemble = json.loads((repo / "metrics/ensemble.json").read_text())
     assert ensemble["members"] == ["mtl", "mtl_embed", "specialist"] and set(ensemble["dev"]) == set(dev)
     report = (repo / "metrics/report.md").read_text()
@@ -102,7 +105,10 @@ def test_ablation_is_its_own_pipeline_and_sets_each_loss_beside_the_defaults(tin
         assert results[task]["none"]["dev"] == pytest.approx(specialist[key], abs=1e-4)
         for loss in ("mnrl", "gist"):
             run_meta = json.loads((repo / f"ablation/{loss}/models/specialist/{task}/run.json").read_text())
-            assert run_meta["params"]["contrastive"] == loss and "contrastive" in run_meta["history"][0]["train_loss"]
+            assert run_meta["settings"]["contrastive"] == loss and "contrastive" in run_meta["history"][0]["train_loss"]
+            # the loss's own settings recorded, the other loss's not
+            assert ("gist_temperature" in run_meta["settings"]) == (loss == "gist")
+            assert ("mnrl_scale" in run_meta["settings"]) == (loss == "mnrl")
             change = results[task][loss]["dev"] - results[task]["none"]["dev"]
             assert results[task][loss]["change"] == pytest.approx(change, abs=1e-4)
     assert "| quora | paraphrase acc |" in (repo / "ablation/report.md").read_text()

@@ -1,13 +1,26 @@
-"""Gradient strategies against gradients worked out by hand: PCGrad's projection and the summed loss."""
+"""Gradient strategies (surgery/) against gradients worked out by hand: PCGrad's projection and
+the summed loss; which strategy a run gets from its settings, and a strategy's own setting."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 from torch import nn
 
+from optiminbert import settings as settings_module
 from optiminbert.errors import UserError
-from optiminbert.surgery import PCGrad, SumLosses, make_strategy
+from optiminbert.schema import RunShape, positive
+from optiminbert.settings import resolve
+from optiminbert.surgery import (
+    STRATEGIES,
+    GradientStrategy,
+    PCGrad,
+    SumLosses,
+    hyperparameter,
+    make_strategy,
+)
 from optiminbert.surgery.pcgrad import project_conflicting
 
 
@@ -131,7 +144,7 @@ def test_pcgrad_backward_on_a_two_head_model() -> None:
     expected = (g["a"] - dot / g["b"].dot(g["b"]) * g["b"]) + (g["b"] - dot / g["a"].dot(g["a"]) * g["a"])
     assert expected.tolist() == [0.5, 0.5, 1.5, 1.5, 0.5, 1.5]  # (0.5, ...) + (0, 0, 1, 1, 0, 1)
 
-    PCGrad(seed=0).backward(model.losses(), shared, task_params)
+    PCGrad(resolve({"seed": 0})).backward(model.losses(), shared, task_params)
 
     assert flat([p.grad for p in shared]).tolist() == expected.tolist()
     for task, params in task_params.items():
@@ -146,15 +159,65 @@ def test_sum_losses_backward_is_the_gradient_of_the_summed_loss() -> None:
     model = TwoHeads()
     params = list(model.parameters())
     expected = torch.autograd.grad(sum(model.losses().values()), params)
-    SumLosses().backward(model.losses(), *model.groups())
+    SumLosses(resolve({})).backward(model.losses(), *model.groups())
     for p, g in zip(params, expected):
         assert torch.equal(p.grad, g)
 
 
-def test_strategy_by_name_and_task_count() -> None:
-    for tasks in (1, 3):  # a one-task run's name is checked too
-        with pytest.raises(UserError, match="nope"):
-            make_strategy("nope", 0, tasks)
-    assert isinstance(make_strategy("pcgrad", 0, 3), PCGrad)
-    assert isinstance(make_strategy("none", 0, 3), SumLosses)
-    assert type(make_strategy("pcgrad", 0, 1)) is SumLosses  # no other task to conflict with
+def test_make_strategy_sums_one_task_and_names_the_strategy_for_several() -> None:
+    pcgrad = resolve({"surgery": "pcgrad", "seed": 3})
+    assert type(make_strategy(pcgrad, 3)) is PCGrad
+    assert type(make_strategy(pcgrad, 1)) is SumLosses  # no other task to conflict with
+    assert type(make_strategy(resolve({"surgery": "none"}), 3)) is SumLosses
+    # PCGrad draws its projection orders from the run's seed.
+    assert torch.equal(make_strategy(pcgrad, 3).generator.get_state(), generator(3).get_state())
+    for tasks in (1, 3):  # a one-task run's name is checked too: the settings refuse it first
+        with pytest.raises(UserError, match="^unknown surgery 'nope': choose one of none, pcgrad$"):
+            make_strategy(resolve({"surgery": "nope"}), tasks)
+
+
+class Scaled(GradientStrategy):
+    """The summed loss times a factor: a strategy with one hyperparameter of its own."""
+
+    name = "scaled"
+    settings = (hyperparameter("scaled", "scaled_factor", 1.0, "multiply the summed loss by this", check=positive),)
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.factor = settings["scaled_factor"]
+
+    def backward(self, losses, shared, task_params) -> None:
+        (self.factor * sum(loss for loss in losses.values() if loss is not None)).backward()
+
+
+@pytest.fixture
+def scaled_registered(monkeypatch):
+    """``Scaled`` registered as the real strategies are at import: in ``STRATEGIES``, as a choice of
+    ``surgery``, and its hyperparameter in the settings' schema (all undone after the test)."""
+    schema = settings_module.SCHEMA
+    monkeypatch.setitem(STRATEGIES, Scaled.name, Scaled)
+    monkeypatch.setitem(schema, "surgery", dataclasses.replace(schema["surgery"], choices=(*schema["surgery"].choices, "scaled")))
+    for setting in Scaled.settings:
+        monkeypatch.setitem(schema, setting.name, setting)
+
+
+def test_a_strategy_reads_its_hyperparameter_from_the_settings(scaled_registered) -> None:
+    joint = RunShape("test", ("sst", "quora"), "cross")
+    settings = resolve({"surgery": "scaled", "scaled_factor": 2.5}, shape=joint)
+    strategy = make_strategy(settings, 2)
+    assert type(strategy) is Scaled and strategy.factor == 2.5 and strategy.seed == settings.seed
+    # Declared once: recorded where the run uses it, left out where surgery names another
+    # strategy or the run has one task, checked like any setting, described with its strategy.
+    assert settings.record()["scaled_factor"] == 2.5
+    assert "scaled_factor" not in resolve({"surgery": "pcgrad", "scaled_factor": 2.5}, shape=joint).record()
+    assert "scaled_factor" not in resolve({"surgery": "scaled"}, shape=RunShape("test", ("sst",), "cross")).record()
+    with pytest.raises(UserError, match="^param scaled_factor must be positive, got -1$"):
+        resolve({"surgery": "scaled", "scaled_factor": -1})
+    assert Scaled.settings[0].help == "scaled: multiply the summed loss by this"
+    # And it trains with that factor: twice the summed loss's gradients.
+    model = TwoHeads()
+    expected = torch.autograd.grad(2.5 * sum(model.losses().values()), list(model.parameters()))
+    strategy.backward(model.losses(), *model.groups())
+    for p, g in zip(model.parameters(), expected):
+        assert torch.equal(p.grad, g)
+

@@ -3,7 +3,6 @@ benchmarks/seed_ensemble.py: its averaging and scoring; benchmarks/cpu_attention
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -11,19 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from optiminbert import model as model_module
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-sweep = load_script("specialist_sweep")
+from benchmarks import cpu_attention, seed_ensemble
+from benchmarks import specialist_sweep as sweep
 
 
 def test_settings_parse_to_typed_overrides() -> None:
@@ -50,6 +38,7 @@ def test_summary_compares_each_setting_on_the_defaults_seeds_only() -> None:
     assert "+3.50 pt" in rows["lr=1e-3"] and "0.3567" in rows["lr=1e-3"]
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_a_sweep_run_trains_in_a_temporary_directory(tiny_checkpoint: Path, tiny_prepared: Path, tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "prepared").symlink_to(tiny_prepared)
@@ -63,30 +52,26 @@ def test_a_sweep_run_trains_in_a_temporary_directory(tiny_checkpoint: Path, tiny
 
 
 def test_seed_ensemble_averages_probabilities_then_scores_them() -> None:
-    ensemble = load_script("seed_ensemble")
     labels = {"sst": np.array([0.0, 1.0]), "quora": np.array([1.0, 0.0]), "sts": np.array([0.0, 5.0, 2.5])}
     a = {"sst": np.array([[0.6, 0.4, 0, 0, 0]] * 2), "quora": np.array([0.9, 0.6]), "sts": np.array([1.0, 4.0, 2.0])}
     b = {"sst": np.array([[0.2, 0.8, 0, 0, 0]] * 2), "quora": np.array([0.3, 0.2]), "sts": np.array([0.0, 5.0, 3.0])}
     # Mean SST probabilities [0.4, 0.6, ...] -> class 1 twice: 1 of 2 right. Mean paraphrase
     # probabilities 0.6 / 0.4 -> both right (a alone gets 1 of 2). Mean STS 0.5 / 4.5 / 2.5: r = 1.
     # Overall (0.5 + 1 + (1 + 1) / 2) / 3.
-    assert ensemble.scores(ensemble.average([a, b]), labels) == "SST 0.5000  Quora 1.0000  STS 1.0000  overall 0.8333"
-    assert ensemble.scores(a, labels).startswith("SST 0.5000  Quora 0.5000")
+    assert seed_ensemble.scores(seed_ensemble.average([a, b]), labels) == "SST 0.5000  Quora 1.0000  STS 1.0000  overall 0.8333"
+    assert seed_ensemble.scores(a, labels).startswith("SST 0.5000  Quora 0.5000")
 
 
 def test_seed_ensemble_without_committed_specialists_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"specialist.sst.dev_outputs.safetensors not found: run `dvc repro` first"):
-        load_script("seed_ensemble").dev_probabilities(tmp_path / "specialist")
+        seed_ensemble.dev_probabilities(tmp_path)
 
 
-def test_cpu_attention_benchmark_times_every_shape_and_restores_the_chunk_size(monkeypatch, capsys) -> None:
-    script = load_script("cpu_attention")
+def test_cpu_attention_benchmark_times_every_shape(monkeypatch, capsys) -> None:
     tiny = "--batch 2 --heads 2 --head-dim 4 --lengths 5 9 --reps 2 --calls 1"
     monkeypatch.setattr(sys, "argv", ["cpu_attention.py", *tiny.split()])
-    before = model_module.SCORES_CHUNK_BYTES
-    script.main()
+    cpu_attention.main()
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
     assert [row[:2] for row in rows] == [["bf16", "5"], ["bf16", "9"], ["fp32", "5"], ["fp32", "9"]]
     assert all(float(x.rstrip("x")) > 0 for row in rows for x in row[2:6])  # times and SDPA/chunked
     assert all(float(x) >= 0 for row in rows for x in row[6:]) and all(len(row) == 9 for row in rows)  # errors
-    assert model_module.SCORES_CHUNK_BYTES == before

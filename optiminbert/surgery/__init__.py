@@ -1,20 +1,29 @@
-"""Gradient strategies for multitask training (LibMTL's ``weighting/`` is the model):
-each turns the per-task losses of one step into ``.grad`` on every parameter."""
+"""Gradient strategies for multitask training, one per file behind one interface (LibMTL's
+``weighting/`` is the model): each turns the per-task losses of one step into ``.grad`` on every
+parameter. A joint phase picks one with its ``surgery`` setting; a one-task run sums."""
 
-from optiminbert.errors import UserError
-from optiminbert.surgery.base import GradientStrategy, SumLosses
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from optiminbert.schema import Setting, joint
+from optiminbert.surgery.base import GradientStrategy, SumLosses, hyperparameter
 from optiminbert.surgery.pcgrad import PCGrad
 
-STRATEGIES = {"none": SumLosses, "pcgrad": PCGrad}
+STRATEGIES: dict[str, type[GradientStrategy]] = {cls.name: cls for cls in (SumLosses, PCGrad)}
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("surgery", "none", "how a joint run combines its tasks' gradients", choices=tuple(STRATEGIES),
+            applies=joint, top_level=False),
+    *(s for cls in STRATEGIES.values() for s in cls.settings),
+)
 
 
-def make_strategy(name: str, seed: int, tasks: int) -> GradientStrategy:
-    """The strategy ``name`` for a run of ``tasks`` tasks: one task's loss is simply summed,
-    since gradient surgery only means something between tasks (the name is checked anyway,
-    so that a typo in a specialist's section does not pass unseen)."""
-    if name not in STRATEGIES:
-        raise UserError(f"unknown surgery {name!r}: choose one of {', '.join(STRATEGIES)}")
-    return STRATEGIES[name if tasks > 1 else "none"](seed=seed)
+def make_strategy(settings: Mapping[str, Any], tasks: int) -> GradientStrategy:
+    """The run's strategy: ``surgery``'s for a joint run, the summed loss for one task (gradient
+    surgery only means something between tasks)."""
+    return STRATEGIES[settings["surgery"] if tasks > 1 else "none"](settings)
 
 
-__all__ = ["GradientStrategy", "SumLosses", "PCGrad", "STRATEGIES", "make_strategy"]
+__all__ = ["GradientStrategy", "SumLosses", "PCGrad", "STRATEGIES", "SETTINGS", "hyperparameter", "make_strategy"]

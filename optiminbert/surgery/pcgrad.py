@@ -24,8 +24,7 @@ def conflict_coefficients(gram: torch.Tensor, generator: torch.Generator) -> tor
     Every projected gradient stays a combination of the original ones, so its dot products
     are (C G)[i, j] and each projection only changes one coefficient. Working on T x T numbers
     instead of T full gradients makes the surgery two passes over the gradients (G, then the
-    merge) instead of a dozen: on the default encoder (11M trainable weights) PCGrad's step went
-    from 1.34x to 1.15x the summed loss's on the 2-core CPU (benchmarks/pcgrad_cost.py)."""
+    merge) instead of a dozen (its cost: benchmarks/pcgrad_cost.py, docs/performance.md)."""
     tasks = gram.shape[0]
     coefficients = torch.eye(tasks, dtype=gram.dtype)
     for i in range(tasks):
@@ -43,9 +42,11 @@ def project_conflicting(grads: torch.Tensor, generator: torch.Generator) -> torc
 
 
 class PCGrad(GradientStrategy):
-    def __init__(self, seed: int = 0):
-        super().__init__(seed)
-        self.generator = torch.Generator().manual_seed(seed)
+    name = "pcgrad"
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.generator = torch.Generator().manual_seed(self.seed)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

@@ -19,8 +19,9 @@ length-bucketed, dynamically padded batches training uses, and times both models
 - each pipeline run's own training loop on the prepared data (``time_run``).
 
 The same text is printed and written to ``benchmarks/results/encoder_speed-<device>.txt``
-(``-quick.txt`` for the smoke run). ``optiminbert bench`` (``cli.py``) calls ``run``, and
-``python benchmarks/encoder_speed.py`` runs that same command.
+(``-quick.txt`` for the smoke run). ``benchmarks/encoder_speed.py`` (which ``optiminbert
+bench`` runs) builds a ``BenchConfig`` from params.yaml and its options and calls ``run``; the
+other benchmarks reuse the timing helpers.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -46,11 +48,15 @@ from optiminbert.batching import TokenizedTexts, length_bucketed_batches, pad, s
 from optiminbert.checkpoints import resolve_checkpoint
 from optiminbert.contrastive import PositivePairs
 from optiminbert.model import BertConfig, BertModel, ours_to_hf, side_by_side
-from optiminbert.params import resolve
+from optiminbert.paths import PREPARED
+from optiminbert.phases import Run
 from optiminbert.prepared import TaskSplit
-from optiminbert.phases import BASELINE_TASKS, PHASES, STUDY_TASKS
 from optiminbert.runtime import adamw, autocast, configure_cpu, resolve_device, resolve_precision
+from optiminbert.settings import Settings, resolve, resolve_step
+from optiminbert.steps.prepare import lengths
+from optiminbert.steps.train import run_settings
 from optiminbert.tokenizer import load_tokenizer
+from optiminbert.training import train_run
 
 RESULTS = Path("benchmarks/results")
 # Published dense bf16 tensor-core peaks (FLOP/s), for an MFU against the spec sheet on CUDA.
@@ -59,20 +65,14 @@ SPEC_BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, 
 
 @dataclass
 class BenchConfig:
-    """What to measure and how long. ``quick()`` is the half-minute smoke version."""
+    """What to measure and how long. The study's settings (checkpoint, data, device, precision,
+    batch sizes, lengths, lr, frozen word table) are not held here but resolved from ``tree``,
+    so the benchmark measures what training runs; the fields are the benchmark's own knobs.
+    ``quick()`` is the half-minute smoke version."""
 
-    checkpoint: str = "default"
-    data: str = "../shared/data/cs224n"
-    device: str = "auto"
-    precision: str = "auto"  # the main precision; fp32 is added when ``fp32_too`` and it differs
-    fp32_too: bool = True
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    max_length: dict[str, int] = field(
-        default_factory=lambda: {"sst": 128, "cfimdb": 256, "quora": 128, "sts": 128}
-    )
-    freeze_word_embeddings: bool = True  # as params.yaml trains: the word table gets no grad or Adam step
-    lr: float = 1e-4
+    tree: Mapping[str, Any]  # the params tree (``settings.load``): the shared settings and every phase's sections
+    overrides: dict[str, Any] = field(default_factory=dict)  # the command line's settings, over the tree for every run
+    fp32_too: bool = True  # also time fp32 where the main precision is not fp32
     train_batches: int = 6  # batches per timed repetition
     train_reps: int = 5  # timed repetitions per model (after one untimed warm-up each)
     infer_batches: int = 3
@@ -86,34 +86,33 @@ class BenchConfig:
     padding: bool = True
     compile: bool = False  # also time our encoder under torch.compile against itself in eager mode
     phase_steps: int = 20  # each phase's real training loop for this many steps (0: skip)
-    prepared: str = "data/prepared"  # the prepared data those runs train on
-    params: dict[str, Any] = field(default_factory=dict)  # params.yaml as loaded: the phases' sections
+    prepared: Path = PREPARED  # the prepared data those runs train on
     seed: int = 0
     note: str = ""  # free text for the report's header (e.g. what else ran on the machine)
     smoke: bool = False  # the --quick run: written to encoder_speed-<device>-quick.txt, never over the full one
 
     @classmethod
-    def from_params(cls, p: dict[str, Any], quick: bool = False, **overrides: Any) -> "BenchConfig":
-        """Checkpoint, data, device, precision, batch sizes, lengths and lr from resolved params
-        (``params.resolve(loaded, "prepare")``), so the benchmark measures what training runs."""
-        lengths = {task: p["max_length"] for task in data.TASKS}
-        lengths["cfimdb"] = p.get("cfimdb_max_length", p["max_length"])
-        settings = dict(
-            checkpoint=str(p["checkpoint"]), data=str(p["data"]), device=p["device"], precision=p["precision"],
-            batch_size=p["batch_size"], eval_batch_size=p["eval_batch_size"], max_length=lengths, lr=p["lr"],
-            freeze_word_embeddings=p["freeze_word_embeddings"],
-        )
-        settings.update(overrides)
-        return cls.quick(**settings) if quick else cls(**settings)
-
-    @classmethod
-    def quick(cls, **overrides: Any) -> "BenchConfig":
-        settings = dict(
+    def quick(cls, tree: Mapping[str, Any], overrides: dict[str, Any] | None = None, **knobs: Any) -> "BenchConfig":
+        fast = dict(
             smoke=True, fp32_too=False, train_batches=2, train_reps=2, infer_batches=1, infer_reps=2, matmul_reps=3,
             eval_batches=1, eval_reps=1, phase_steps=0,
         )
-        settings.update(overrides)
-        return cls(**settings)
+        return cls(tree, overrides or {}, **{**fast, **knobs})
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The shared settings: the top level, the prepare step's section, the overrides."""
+        return resolve_step(self.tree, "prepare", self.overrides)
+
+    @property
+    def max_length(self) -> dict[str, int]:
+        """Tokens each task's texts are cut to, as ``optiminbert prepare`` cuts them."""
+        return lengths(self.settings)
+
+    def record(self) -> dict[str, Any]:
+        """The knobs and the shared settings, as the results keep them."""
+        knobs = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("tree", "overrides")}
+        return {**knobs, "prepared": str(self.prepared), "settings": dict(self.settings)}
 
 
 # -- the two models --------------------------------------------------------------------------
@@ -222,7 +221,7 @@ EVAL_SETS = [("sst", "single"), ("cfimdb", "single"), ("quora", "siamese"), ("qu
 
 def dev_split(data_dir: Path, task: str, config: BenchConfig) -> TaskSplit:
     """A task's dev split, tokenized as ``optiminbert prepare`` does."""
-    examples, cols = task_columns(data_dir, task, config.checkpoint, config.max_length[task], "dev")
+    examples, cols = task_columns(data_dir, task, config.settings.checkpoint, config.max_length[task], "dev")
     return TaskSplit.from_examples(task, "dev", examples, [TokenizedTexts.from_lists(c) for c in cols])
 
 
@@ -230,7 +229,7 @@ def evaluation_batches(split: TaskSplit, pairs: str, config: BenchConfig) -> lis
     """A dev split cut as ``train.predict`` cuts it (sorted by length, ``eval_batch_size``
     examples a batch, siamese pairs side by side): ``config.eval_batches`` of them spread over
     the lengths, or all."""
-    order = list(sequential_batches(split.lengths, config.eval_batch_size))
+    order = list(sequential_batches(split.lengths, config.settings.eval_batch_size))
     if config.eval_batches:
         order = order[:: -(-len(order) // config.eval_batches)]
     batches = []
@@ -381,7 +380,7 @@ def compile_speedup(
 
     eager, compiled = model, copy.deepcopy(model)
     compiled.compile(dynamic=True)
-    optimizers = {id(m): make_optimizer(m, config.lr, config.freeze_word_embeddings) for m in (eager, compiled)}
+    optimizers = {id(m): make_optimizer(m, config.settings.lr, config.settings.freeze_word_embeddings) for m in (eager, compiled)}
     out: dict[str, Any] = {}
     for kind, batches, reps in (("train", train_batches, config.train_reps), ("infer", infer_batches, config.infer_reps)):
         for m in (eager, compiled):
@@ -407,37 +406,30 @@ def compile_speedup(
 # -- each phase's real training loop ----------------------------------------------------------
 
 # The pipeline's training runs that take optimizer steps on the encoder (the frozen *pretrain*
-# runs cost one features pass, not steps): (name, phase, task).
-PHASE_RUNS = [
-    *((f"baseline-{t}-finetune", "baseline", t) for t in BASELINE_TASKS),
-    *((phase, phase, None) for phase, spec in PHASES.items() if spec.joint),
-    *((f"specialist-{t}", "specialist", t) for t in STUDY_TASKS),
-]
+# runs cost one features pass, not steps).
+PHASE_RUNS: tuple[Run, ...] = tuple(run for phase in phases.PHASES.values() for run in phase.runs() if not run.frozen)
 
 
-def time_run(loaded: dict, phase: str, task: str | None, steps: int, prepared_dir: Path, **overrides: Any) -> dict[str, Any]:
-    """One pipeline training run through its real code path, ``phases.train_run`` (its model,
-    losses, gradient strategy and length-bucketed batches of the prepared train data), for
-    ``steps`` round-robin steps from a fresh model, saved to a temporary folder. Returns the
-    training loop's own timing: seconds and examples per second (dev scoring and saving,
-    which follow the steps, are not counted)."""
-    from optiminbert import pipeline
-
-    p = {**pipeline.run_params(loaded, phase, task), **overrides, "epochs": 1, "steps_per_epoch": steps}
-    tasks = [task] if task else list(STUDY_TASKS)
-    pairs = "cross" if phase == "baseline" else PHASES[phase].pairs
+def time_run(tree: Mapping[str, Any], run: Run, steps: int, prepared_dir: Path,
+             overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One pipeline training run through its real code path, ``training.train_run`` with the
+    run's own settings (``steps.train.run_settings``: its model, losses, gradient strategy and
+    length-bucketed batches of the prepared train data), for ``steps`` round-robin steps from a
+    fresh model, saved to a temporary folder. Returns the training loop's own timing: seconds
+    and examples per second (dev scoring and saving, which follow the steps, are not counted)."""
+    # The step count is fixed here, so no phase adjusts it (the specialists' match_multitask_steps).
+    settings = run_settings(tree, run, overrides).replace(epochs=1, steps_per_epoch=steps)
     with tempfile.TemporaryDirectory() as out:
-        history = phases.train_run(p, tasks, pairs, prepared_dir, Path(out), f"bench {phase} {task or ''}".strip())
+        history = train_run(run, settings, prepared_dir, Path(out))
     seconds = history[0]["train_seconds"]
     return {"steps": steps, "seconds": seconds, "ms_per_step": 1000 * seconds / steps,
-            "examples_per_second": history[0]["examples_per_second"], "batch_size": p["batch_size"]}
+            "examples_per_second": history[0]["examples_per_second"], "batch_size": settings.batch_size}
 
 
 def phase_throughput(config: BenchConfig) -> dict[str, dict[str, Any]]:
-    overrides = {"checkpoint": config.checkpoint, "device": config.device, "precision": config.precision}
     return {
-        name: time_run(config.params, phase, task, config.phase_steps, Path(config.prepared), **overrides)
-        for name, phase, task in PHASE_RUNS
+        run.name: time_run(config.tree, run, config.phase_steps, Path(config.prepared), config.overrides)
+        for run in PHASE_RUNS
     }
 
 
@@ -506,12 +498,12 @@ def measure_memory(model: str, config: BenchConfig, device: torch.device, dtype,
         path = Path(tmp) / "batches.pt"
         torch.save(batches, path)
         spec = dict(
-            model=model, checkpoint=config.checkpoint, device=str(device), lr=config.lr,
+            model=model, checkpoint=config.settings.checkpoint, device=str(device), lr=config.settings.lr,
             dtype=str(dtype).removeprefix("torch.") if dtype else None, batches=str(path),
-            freeze_word_embeddings=config.freeze_word_embeddings,
+            freeze_word_embeddings=config.settings.freeze_word_embeddings,
         )
         done = subprocess.run(
-            [sys.executable, "-m", "optiminbert.bench", json.dumps(spec)],
+            [sys.executable, str(Path(__file__).resolve()), json.dumps(spec)],
             capture_output=True, text=True, check=False,
         )
     if done.returncode != 0:
@@ -587,15 +579,15 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
 
     started = time.perf_counter()
     configure_cpu()
-    device = resolve_device(config.device)
-    main_dtype = resolve_precision(config.precision, device)
+    device = resolve_device(config.settings.device)
+    main_dtype = resolve_precision(config.settings.precision, device)
     precisions: list[torch.dtype | None] = [main_dtype]
     if config.fp32_too and main_dtype is not None:
         precisions.append(None)
     info = machine_info(device)
-    data_dir = data.resolve_source(config.data, Path("data/raw"))
+    data_dir = data.resolve_source(config.settings.data, Path("data/raw"))
     console = progress_console or Console(stderr=True)
-    results: dict[str, Any] = {"machine": info, "config": asdict(config), "device": device.type}
+    results: dict[str, Any] = {"machine": info, "config": config.record(), "device": device.type}
 
     def name(dtype) -> str:
         return "fp32" if dtype is None else str(dtype).removeprefix("torch.").replace("bfloat16", "bf16").replace("float16", "fp16")
@@ -604,13 +596,13 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
     with Progress(*columns, console=console, transient=True) as progress:
         # Models and batches.
         step = progress.add_task("loading both models", total=None)
-        ours, hf = load_models(config.checkpoint)
+        ours, hf = load_models(config.settings.checkpoint)
         ours.to(device).train()
         hf.to(device).train()
         enc = ours.config
-        sst = task_columns(data_dir, "sst", config.checkpoint, config.max_length["sst"])[1][0]
-        train_batches = padded_batches(sst, config.batch_size, config.train_batches, config.seed)
-        infer_batches = padded_batches(sst, config.eval_batch_size, config.infer_batches, config.seed + 1)
+        sst = task_columns(data_dir, "sst", config.settings.checkpoint, config.max_length["sst"])[1][0]
+        train_batches = padded_batches(sst, config.settings.batch_size, config.train_batches, config.seed)
+        infer_batches = padded_batches(sst, config.settings.eval_batch_size, config.infer_batches, config.seed + 1)
         progress.remove_task(step)
         train_dev, infer_dev = on_device(train_batches, device), on_device(infer_batches, device)
         train_lengths, infer_lengths = real_lengths(train_batches), real_lengths(infer_batches)
@@ -633,8 +625,8 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
 
         # Training and inference throughput.
         optimizers = {
-            "ours": make_optimizer(ours, config.lr, config.freeze_word_embeddings),
-            "hf": make_optimizer(hf, config.lr, config.freeze_word_embeddings),
+            "ours": make_optimizer(ours, config.settings.lr, config.settings.freeze_word_embeddings),
+            "hf": make_optimizer(hf, config.settings.lr, config.settings.freeze_word_embeddings),
         }
         results["train"], results["infer"] = {}, {}
         for dtype in precisions:
@@ -710,14 +702,14 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
                 if task == "sst":
                     cols = [sst]
                 else:
-                    examples, cols = task_columns(data_dir, task, config.checkpoint, config.max_length[task])
+                    examples, cols = task_columns(data_dir, task, config.settings.checkpoint, config.max_length[task])
                     if task in ("quora", "sts"):  # the contrastive task's sources, read once
                         tokens = [TokenizedTexts.from_lists(c) for c in cols]
                         pair_splits[task] = TaskSplit.from_examples(task, "train", examples, tokens)
-                results["padding"][task] = task_padding(cols, config.batch_size, config.max_length[task], config.seed)
+                results["padding"][task] = task_padding(cols, config.settings.batch_size, config.max_length[task], config.seed)
                 progress.advance(step)
-            sts_min = resolve(config.params, "specialist")["contrastive_sts_min"]
-            results["padding"]["contrastive"] = {"siamese": contrastive_padding(pair_splits, config.batch_size, sts_min, config.seed)}
+            sts_min = resolve(config.tree, ("specialist",), config.overrides).contrastive_sts_min
+            results["padding"]["contrastive"] = {"siamese": contrastive_padding(pair_splits, config.settings.batch_size, sts_min, config.seed)}
             progress.remove_task(step)
 
     # Outside the progress display above: the training loop shows its own.
@@ -755,7 +747,7 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
         f"load avg  {info['load_average_start']} at start, {info['load_average_end']} at end (1/5/15 min; "
         f"above {info['cores']} means another job shared the CPU and ratios are noisier)",
         *([f"note      {config.note}"] if config.note else []),
-        f"model     {config.checkpoint}: {m['layers']} layers, hidden {m['hidden']}, {m['heads']} heads, FFN {m['intermediate']}, "
+        f"model     {config.settings.checkpoint}: {m['layers']} layers, hidden {m['hidden']}, {m['heads']} heads, FFN {m['intermediate']}, "
         f"{m['layer_params'] / 1e6:.2f}M transformer-layer params (N)",
         "",
         f"Matmul peak ({peaks['size']}x{peaks['size']} @ {peaks['size']}x{peaks['size']}, best of {config.matmul_reps})",
@@ -766,11 +758,11 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
     tb, ib = batches["train"], batches["infer"]
     for kind, title, detail in (
         ("train", "Training step: forward + backward + AdamW",
-         f"batch {config.batch_size}, {tb['batches']} length-bucketed SST train batches ({tb['tokens']} real tokens, "
+         f"batch {config.settings.batch_size}, {tb['batches']} length-bucketed SST train batches ({tb['tokens']} real tokens, "
          f"mean length {tb['mean_length']:.1f}, {tb['padding']:.1%} padding), dropout on"
-         + (", word embeddings frozen (as params.yaml trains)" if config.freeze_word_embeddings else "")),
+         + (", word embeddings frozen (as params.yaml trains)" if config.settings.freeze_word_embeddings else "")),
         ("infer", "Inference: torch.inference_mode, eval mode",
-         f"batch {config.eval_batch_size}, {ib['batches']} length-bucketed SST train batches ({ib['tokens']} real tokens, "
+         f"batch {config.settings.eval_batch_size}, {ib['batches']} length-bucketed SST train batches ({ib['tokens']} real tokens, "
          f"{ib['padding']:.1%} padding)"),
     ):
         reps = config.train_reps if kind == "train" else config.infer_reps
@@ -795,7 +787,7 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
         reps = len(next(iter(sets.values()))["ours_seconds"])
         lines += [
             f"Inference on the batches the evaluation stage scores ({main_label}): every dev split cut as train.predict cuts it",
-            f"  (sorted by length, batch {config.eval_batch_size}; siamese: a pair's two sentences side by side in one row, HF given the same per-query mask and positions);"
+            f"  (sorted by length, batch {config.settings.eval_batch_size}; siamese: a pair's two sentences side by side in one row, HF given the same per-query mask and positions);"
             + (f" {config.eval_batches} batch(es) per split, spread over its lengths;" if config.eval_batches else ""),
             "  each model runs as it would there: HF pads; ours "
             + ("packs a CPU batch's real tokens (padding costs it no matmul) and chunks attention;"
@@ -842,7 +834,7 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
     if "phases" in results:
         lines += [
             f"Each phase's training loop on the real prepared data: {config.phase_steps} steps from a fresh model, through",
-            "  phases.train_run as the pipeline runs it (model, losses, gradient strategy, bucketed batches); one step =",
+            "  training.train_run as the pipeline runs it (model, losses, gradient strategy, bucketed batches); one step =",
             "  one batch of every task; examples = sentences or pairs; the first steps (warm-up) included",
             f"  {'run':<26}{'batch':>6}{'ms/step':>10}{'examples/s':>12}",
         ]
@@ -872,7 +864,7 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
         lines.append("")
     if "padding" in results:
         lines += [
-            f"Padding: share of padded token slots, batch {config.batch_size}, whole train splits, "
+            f"Padding: share of padded token slots, batch {config.settings.batch_size}, whole train splits, "
             "max_length " + ", ".join(f"{t} {n}" for t, n in config.max_length.items()),
             f"  {'task':<13}{'layout':<9}{'random':>9}{'length-bucketed':>17}",
         ]
@@ -889,5 +881,5 @@ def report(results: dict, config: BenchConfig, labels: list[str], main_label: st
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # measure_memory's fresh process: python -m optiminbert.bench '<spec>'
+if __name__ == "__main__":  # measure_memory's fresh process: python benchmarks/bench.py '<spec>'
     print(json.dumps(memory_child(json.loads(sys.argv[1]))))

@@ -1,0 +1,1 @@
+"""The benchmark scripts; tests import their helpers as ``benchmarks.<script>``."""

@@ -1,0 +1,11 @@
+"""Where the study keeps what it makes, relative to the project root (DVC's outputs)."""
+
+from pathlib import Path
+
+PREPARED = Path("data/prepared")
+MODELS = Path("models")
+METRICS = Path("metrics")
+PLOTS = Path("plots")
+PREDICTIONS = Path("predictions")
+ABLATION = Path("ablation")
+RESUME = Path(".resume")  # interrupted runs' states; outside models/, which DVC clears before a stage runs

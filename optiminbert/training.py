@@ -1,0 +1,76 @@
+"""Training one run: its data, model, losses and gradient strategy, the loop, the saved run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from optiminbert import distributed
+from optiminbert.batching import sequential_batches
+from optiminbert.contrastive import CONTRASTIVE, positive_pairs
+from optiminbert.errors import UserError
+from optiminbert.losses import contrastive_loss, task_loss
+from optiminbert.multitask import MultitaskBert
+from optiminbert.phases import Run
+from optiminbert.prepared import FeatureSplit, TaskSplit, split_path
+from optiminbert.resume import ResumeFile, fingerprint
+from optiminbert.rundir import RunDir, build_model
+from optiminbert.runtime import Runtime, autocast, precision_name, seed_everything
+from optiminbert.settings import Settings
+from optiminbert.surgery import make_strategy
+from optiminbert.train import fit
+
+
+@torch.inference_mode()
+def encode_features(model: MultitaskBert, split: TaskSplit, runtime: Runtime, settings: Settings) -> FeatureSplit:
+    """The frozen encoder's pooled representation of every example, computed once in eval mode."""
+    model.to(runtime.device).eval()
+    features = torch.empty(len(split), model.encoder.config.hidden_size)
+    for indices in sequential_batches(split.lengths, settings.eval_batch_size):
+        batch = runtime.to_device(split.batch(indices, model.pairs, settings.max_length))
+        with autocast(runtime.device, runtime.dtype):
+            features[indices] = model.features(batch).float().cpu()
+    return FeatureSplit(features, split.labels)
+
+
+def train_run(run: Run, settings: Settings, prepared_dir: str | Path, out_dir: str | Path,
+              resume_path: str | Path | None = None, resume: bool = False) -> list[dict]:
+    """Train ``run`` and save it into ``out_dir``; returns the per-epoch history.
+
+    ``resume_path`` is where an interrupted run keeps its state (see ``resume.py``); with
+    ``resume`` a state saved there under the same settings is continued, else it is discarded.
+    The caller removes the file once the stage's outputs are all written."""
+    tasks = list(run.tasks)
+    distributed.init()
+    runtime = Runtime.from_settings(settings)
+    strategy = make_strategy(settings, len(tasks))
+    seed_everything(settings.seed)
+    model = build_model(settings, tasks, run.pairs, run.frozen)
+    distributed.broadcast_parameters(model)
+    if distributed.active():
+        torch.manual_seed(settings.seed + distributed.rank())  # each rank draws its own dropout masks
+    train = {t: TaskSplit.load(split_path(prepared_dir, t, "train")) for t in tasks}
+    dev = {t: TaskSplit.load(split_path(prepared_dir, t, "dev")) for t in tasks}
+    if run.frozen:
+        train = {t: encode_features(model, s, runtime, settings) for t, s in train.items()}
+        dev = {t: encode_features(model, s, runtime, settings) for t, s in dev.items()}
+    losses = {t: task_loss(t, run.pairs, settings) for t in tasks}
+    if settings.contrastive != "none":
+        if run.pairs != "siamese":
+            raise UserError("contrastive losses train sentence embeddings: use them in a siamese phase, not a cross-encoded one")
+        positives = positive_pairs(settings, train, model.encoder.config.vocab_size, runtime)
+        if positives is not None:  # e.g. the sentiment specialist: its own data has no pairs
+            losses[CONTRASTIVE] = contrastive_loss(settings)
+            train[CONTRASTIVE] = positives
+    state = None
+    # Resuming restores one process's RNG and data position; data-parallel runs start over.
+    if resume_path is not None and not distributed.active():
+        sizes = {t: len(s) for t, s in train.items()}
+        state = ResumeFile(Path(resume_path), fingerprint(settings.record(), tasks, run.pairs, run.frozen, sizes))
+        if not resume:
+            state.clear()
+    history, dev_outputs = fit(model, train, dev, settings, strategy, runtime, run.name, losses, state)
+    if distributed.is_main():
+        RunDir(out_dir).save(model, settings, history, dev_outputs, precision_name(runtime.dtype), frozen=run.frozen)
+    return history

@@ -1,0 +1,78 @@
+"""The training loop (train.py): the optimizer's parameter groups and learning-rate schedule, and
+a loss that turns NaN stopping the run with where it happened."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import train_tiny
+
+from optiminbert import training
+from optiminbert.errors import UserError
+from optiminbert.losses import task_loss
+from optiminbert.prepared import TaskSplit, split_path
+from optiminbert.rundir import build_model
+from optiminbert.runtime import Runtime
+from optiminbert.surgery import SumLosses
+from optiminbert.train import Trainer, lr_factor
+
+CPU = Runtime(torch.device("cpu"), None)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_heads_train_at_head_lr_only_beside_a_training_encoder(tiny_params, tiny_prepared: Path, frozen: bool) -> None:
+    settings = tiny_params.replace(lr=1e-4, head_lr=5e-3)
+    model = build_model(settings, ["sst"], "cross", frozen)
+    split = TaskSplit.load(split_path(tiny_prepared, "sst", "train"))
+    trainer = Trainer(model, {"sst": split}, {"sst": split}, settings, SumLosses(settings), CPU, "test",
+                      {"sst": task_loss("sst", "cross", settings)})
+    groups = trainer.optimizer.param_groups
+    head_ids = {id(p) for p in model.heads["sst"].parameters()}
+    if frozen:  # the heads are all that trains, at lr
+        assert [g["initial_lr"] for g in groups] == [1e-4]
+        assert {id(p) for p in groups[0]["params"]} == head_ids
+    else:
+        assert [g["initial_lr"] for g in groups] == [1e-4, 5e-3]
+        assert {id(p) for p in groups[1]["params"]} == head_ids
+        assert not head_ids & {id(p) for p in groups[0]["params"]}
+        # head_lr 0: the heads train at lr, in their own group
+        zero = tiny_params.replace(lr=1e-4, head_lr=0.0)
+        again = Trainer(model, {"sst": split}, {"sst": split}, zero, SumLosses(zero), CPU, "test", {})
+        assert [g["initial_lr"] for g in again.optimizer.param_groups] == [1e-4, 1e-4]
+
+
+def test_lr_warms_up_linearly_then_decays_to_zero() -> None:
+    # 10 steps, 2 of warm-up: 1/2, 2/2, then (10 - step) / 8 down to 1/8 at the last step.
+    assert [lr_factor(step, 10, 2) for step in range(10)] == [0.5, 1.0] + [(10 - s) / 8 for s in range(2, 10)]
+    assert lr_factor(10, 10, 2) == 0.0 and lr_factor(12, 10, 2) == 0.0  # never negative
+    assert [lr_factor(step, 10, 0) for step in (0, 9)] == [1.0, 1.0]  # no warm-up: a constant lr
+
+
+class LossBecomesNaN(torch.nn.Module):
+    """Cross-entropy that turns NaN at its ``at``-th call, as a diverging run would."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def forward(self, prediction, labels):
+        self.calls += 1
+        loss = torch.nn.functional.cross_entropy(prediction.float(), labels.long())
+        return loss * float("nan") if self.calls == self.at else loss
+
+
+def test_a_nan_loss_stops_naming_task_and_step_and_keeps_the_last_epoch(tmp_path, tiny_prepared, tiny_params, monkeypatch) -> None:
+    settings = tiny_params.replace(steps_per_epoch=4)
+    monkeypatch.setattr(training, "task_loss", lambda *args: LossBecomesNaN(at=6))  # epoch 2, step 2
+    state = tmp_path / "resume" / "sst.pt"
+    expected = f"sst: sst loss became nan at epoch 2 step 2; lower lr; the state after epoch 1 is kept in {state}"
+    with pytest.raises(UserError, match=f"^{re.escape(expected)}$"):
+        train_tiny(settings, ["sst"], "cross", tiny_prepared, tmp_path / "run", name="sst", resume_path=state)
+    assert not (tmp_path / "run").exists()  # nothing half-written
+    kept = torch.load(state, weights_only=True)
+    assert (kept["epoch"], kept["step"], len(kept["history"])) == (2, 0, 1)
