@@ -14,6 +14,7 @@ from optiminbert.errors import UserError, run_app
 from optiminbert.steps.evaluate import evaluate as evaluate_step
 from optiminbert.steps.prepare import prepare as prepare_step
 from optiminbert.steps.report import make_report
+from optiminbert.steps.teach import teach as teach_step
 from optiminbert.steps.train import plan, train as train_step
 
 app = typer.Typer(
@@ -105,6 +106,13 @@ def train(
         freeze_layers=freeze_layers, checkpoint=checkpoint, device=device, precision=precision, compile=compile,
     )
     train_step(_load(params), phase, task, mode, _overrides(assignments, options), resume=resume)
+
+
+@app.command()
+def teach(params: Optional[Path] = ParamsOption):
+    """Score every training example with the teacher phases (distill.teachers) into data/teachers/,
+    what `optiminbert train distill` learns from (needs the teachers trained first)."""
+    teach_step(_load(params))
 
 
 @app.command("params")

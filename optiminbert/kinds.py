@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from scipy.stats import pearsonr
 
 
@@ -57,6 +58,15 @@ class TaskKind:
         """What ``optiminbert predict`` shows for each input beside its id."""
         raise NotImplementedError
 
+    def soft_targets(self, raw: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Several teachers' raw outputs (teachers, examples, ...) as one soft target per example,
+        (examples, k): their mean in probability space, as an ensemble averages."""
+        raise NotImplementedError
+
+    def distillation_loss(self, raw: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+        """How far a student's raw outputs are from the teachers' soft targets."""
+        raise NotImplementedError
+
 
 class Classification(TaskKind):
     name, metric = "classification", "acc"
@@ -90,6 +100,14 @@ class Classification(TaskKind):
         return {"prediction": predictions, "label": [class_names[i] for i in predictions],
                 "probability": self.probabilities(raw).max(-1).round(4)}
 
+    def soft_targets(self, raw, temperature):
+        return (raw.float() / temperature).softmax(-1).mean(0)
+
+    def distillation_loss(self, raw, targets, temperature):
+        # Soft cross-entropy; T² keeps its gradients' scale as the temperature softens both sides.
+        log_probs = (raw.float() / temperature).log_softmax(-1)
+        return -(targets * log_probs).sum(-1).mean() * temperature**2
+
 
 class Binary(TaskKind):
     name, metric = "binary", "acc"
@@ -119,6 +137,12 @@ class Binary(TaskKind):
 
     def readable(self, raw, class_names):
         return {"prediction": self.predictions(raw), "probability": self.probabilities(raw).round(4)}
+
+    def soft_targets(self, raw, temperature):
+        return raw.float().sigmoid().mean(0)[:, None]  # the probability itself: no temperature
+
+    def distillation_loss(self, raw, targets, temperature):
+        return F.binary_cross_entropy_with_logits(raw.float(), targets[:, 0])
 
 
 class Regression(TaskKind):
@@ -150,6 +174,13 @@ class Regression(TaskKind):
 
     def readable(self, raw, class_names):
         return {"prediction": self.predictions(raw).round(4)}
+
+    def soft_targets(self, raw, temperature):
+        return raw.float().mean(0)[:, None]  # the score itself: no temperature
+
+    def distillation_loss(self, raw, targets, temperature):
+        high = self.label_range(1)[1]  # on the 0..1 scale, as the gold loss measures it
+        return F.mse_loss(raw.float() / high, targets[:, 0] / high)
 
 
 KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (Classification(), Binary(), Regression())}

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 PREPARED = Path("data/prepared")
+TEACHERS = Path("data/teachers")  # the teachers' predictions on the training data (distillation)
 MODELS = Path("models")
 METRICS = Path("metrics")
 PLOTS = Path("plots")

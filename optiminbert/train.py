@@ -102,7 +102,7 @@ class Trainer:
             settings["steps_per_epoch"] or None,
         )
         self.epochs = settings["epochs"]
-        total = self.schedule.steps_per_epoch * self.epochs
+        self.total = total = self.schedule.steps_per_epoch * self.epochs
         warmup = int(settings["warmup"] * total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, partial(lr_factor, total=total, warmup=warmup))
         self.shared = model.shared_parameters()
@@ -159,6 +159,8 @@ class Trainer:
 
     def step(self, indices: dict[str, torch.Tensor], step: int, resume: ResumeFile | None) -> None:
         """One round-robin step: a batch of every task, their gradients combined by the strategy."""
+        for loss in self.losses.values():
+            loss.at_step(self.global_step, self.total)
         losses = {task: self.task_loss(task, idx, step, resume) for task, idx in indices.items()}
         self.optimizer.zero_grad(set_to_none=True)
         self.strategy.backward(losses, self.shared, self.task_params)

@@ -12,7 +12,7 @@ from optiminbert.contrastive import CONTRASTIVE, positive_pairs
 from optiminbert.errors import UserError
 from optiminbert.losses import contrastive_loss, task_loss
 from optiminbert.multitask import MultitaskBert
-from optiminbert.phases import Run
+from optiminbert.phases import Phase, Run
 from optiminbert.prepared import FeatureSplit, TaskSplit, split_path
 from optiminbert.resume import ResumeFile, fingerprint
 from optiminbert.rundir import RunDir, build_model
@@ -35,8 +35,9 @@ def encode_features(model: MultitaskBert, split: TaskSplit, runtime: Runtime, se
 
 
 def train_run(run: Run, settings: Settings, prepared_dir: str | Path, out_dir: str | Path,
-              resume_path: str | Path | None = None, resume: bool = False) -> list[dict]:
-    """Train ``run`` and save it into ``out_dir``; returns the per-epoch history.
+              resume_path: str | Path | None = None, resume: bool = False, phase: Phase | None = None) -> list[dict]:
+    """Train ``run`` (of ``phase``, which may shape its training data and losses) and save it
+    into ``out_dir``; returns the per-epoch history.
 
     ``resume_path`` is where an interrupted run keeps its state (see ``resume.py``); with
     ``resume`` a state saved there under the same settings is continued, else it is discarded.
@@ -63,11 +64,14 @@ def train_run(run: Run, settings: Settings, prepared_dir: str | Path, out_dir: s
         if positives is not None:  # e.g. the sentiment specialist: its own data has no pairs
             losses[CONTRASTIVE] = contrastive_loss(settings)
             train[CONTRASTIVE] = positives
+    extra = {}
+    if phase is not None:
+        train, losses, extra = phase.training(run, settings, train, losses)
     state = None
     # Resuming restores one process's RNG and data position; data-parallel runs start over.
     if resume_path is not None and not distributed.active():
         sizes = {t: len(s) for t, s in train.items()}
-        state = ResumeFile(Path(resume_path), fingerprint(settings.record(), tasks, run.pairs, run.frozen, sizes))
+        state = ResumeFile(Path(resume_path), fingerprint(settings.record(), tasks, run.pairs, run.frozen, sizes, extra))
         if not resume:
             state.clear()
     history, dev_outputs = fit(model, train, dev, settings, strategy, runtime, run.name, losses, state)

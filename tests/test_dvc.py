@@ -20,6 +20,7 @@ import yaml
 from conftest import register_phase
 
 from optiminbert import phases, settings
+from optiminbert.steps import teach
 from optiminbert.paths import METRICS, MODELS, PLOTS
 
 pytest.importorskip("dvc")
@@ -27,7 +28,7 @@ from dvc.dependency.param import ParamsDependency  # noqa: E402
 from dvc.repo import Repo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("stages/prepare.py", "stages/train.py", "stages/evaluate.py", "stages/report.py", "stages/ablation.py")
+SCRIPTS = tuple(f"stages/{p.name}" for p in sorted((ROOT / "stages").glob("*.py")))  # every stage script
 
 
 # -- reading the pipelines -----------------------------------------------------------------------
@@ -118,6 +119,8 @@ def step_of(stage) -> str | None:
         return "prepare"
     if words[1] == "stages/evaluate.py":
         return "ensemble" if words[2] == "ensemble" else "evaluate"
+    if words[1] == "stages/teach.py":
+        return "teach"
     return None
 
 
@@ -144,6 +147,8 @@ def params_problems(pipelines: Pipelines, tree: dict) -> list[str]:
         runs = training_runs(stage)
         if runs is not None:
             expected = settings.stage_params(tree, runs)
+        elif step_of(stage) == "teach":  # the top level's device and batch size, and only distill.teachers
+            expected = {k for k in teach.READS if settings.SCHEMA[k].top_level} | {"distill.teachers"}
         elif step_of(stage) is not None:
             step = step_of(stage)
             expected = {k for k in settings.STEPS[step] if settings.SCHEMA[k].top_level} | {step}

@@ -124,8 +124,16 @@ def test_lr_change_reruns_only_what_reads_lr(tiny_repo):
     experiment = run(["dvc", "exp", "run", "-S", "lr=2e-3"], repo, env).stdout
     reran = set(re.findall(r"Running stage '([^']+)'", experiment))
     assert reran == {
-        "baseline_finetune@sst", "baseline_finetune@cfimdb", "mtl", "mtl_embed", "specialist",
-        "evaluate_baseline", "evaluate@mtl", "evaluate@mtl_embed", "evaluate@specialist", "ensemble", "report",
+        "baseline_finetune@sst", "baseline_finetune@cfimdb", "mtl", "mtl_embed", "specialist", "teach", "distill",
+        "evaluate_baseline", "evaluate@mtl", "evaluate@mtl_embed", "evaluate@specialist", "evaluate@distill", "ensemble", "report",
     }
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], repo, env).stdout)
     assert "metrics/mtl.json" in diff and "dev.overall" in diff["metrics/mtl.json"]
+
+
+def test_a_student_setting_reruns_the_student_not_the_teachers(tiny_repo):
+    # The teachers' predictions are the teach stage's output: the student's own settings never
+    # make them score the training data again.
+    repo, env = tiny_repo
+    experiment = run(["dvc", "exp", "run", "-S", "distill.anneal=false"], repo, env).stdout
+    assert set(re.findall(r"Running stage '([^']+)'", experiment)) == {"distill", "evaluate@distill", "report"}

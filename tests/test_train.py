@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import train_tiny
 
+from optiminbert.losses import Loss
 from optiminbert import training
 from optiminbert.errors import UserError
 from optiminbert.losses import task_loss
@@ -53,7 +54,7 @@ def test_lr_warms_up_linearly_then_decays_to_zero() -> None:
     assert [lr_factor(step, 10, 0) for step in (0, 9)] == [1.0, 1.0]  # no warm-up: a constant lr
 
 
-class LossBecomesNaN(torch.nn.Module):
+class LossBecomesNaN(Loss):
     """Cross-entropy that turns NaN at its ``at``-th call, as a diverging run would."""
 
     def __init__(self, at: int):

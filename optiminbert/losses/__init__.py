@@ -13,6 +13,7 @@ from optiminbert.losses.base import Loss
 from optiminbert.losses.binary_cross_entropy import BinaryCrossEntropyLoss
 from optiminbert.losses.cosine_similarity import CosineSimilarityLoss
 from optiminbert.losses.cross_entropy import CrossEntropyLoss
+from optiminbert.losses.distillation import DistillationLoss
 from optiminbert.losses.gist import GISTEmbedLoss
 from optiminbert.losses.mnrl import MultipleNegativesRankingLoss
 from optiminbert.losses.mse import MSELoss
@@ -46,4 +47,5 @@ def contrastive_loss(settings: Mapping[str, Any]) -> Loss:
 
 
 __all__ = ["LOSSES", "CONTRASTIVE_LOSSES", "SETTINGS", "Loss", "task_loss", "contrastive_loss", "OnlineContrastiveLoss",
+           "DistillationLoss",
            *(cls.__name__ for cls in (*LOSSES.values(), *CONTRASTIVE_LOSSES.values()))]

@@ -18,3 +18,7 @@ class Loss(nn.Module):
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> "Loss":
         return cls()
+
+    def at_step(self, step: int, total: int) -> None:
+        """Called before each of a run's ``total`` steps (``step`` from 0), for a loss that
+        changes over training (teacher annealing)."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from optiminbert.phases.base import STUDY_TASKS, JointPhase, Phase, Run, check_choice
 from optiminbert.phases.baseline import BASELINE
+from optiminbert.phases.distill import DISTILL
 from optiminbert.phases.mtl import MTL
 from optiminbert.phases.mtl_embed import MTL_EMBED
 from optiminbert.phases.specialist import SPECIALIST
 from optiminbert.schema import Setting
 
-PHASES: dict[str, Phase] = {phase.name: phase for phase in (BASELINE, MTL, MTL_EMBED, SPECIALIST)}
+PHASES: dict[str, Phase] = {phase.name: phase for phase in (BASELINE, MTL, MTL_EMBED, SPECIALIST, DISTILL)}
 STUDY_PHASES: tuple[str, ...] = tuple(name for name, phase in PHASES.items() if phase.study)
 SETTINGS: tuple[Setting, ...] = tuple(s for phase in PHASES.values() for s in phase.settings)
 

@@ -71,6 +71,11 @@ class Phase:
         examples); a phase may derive a setting from it."""
         return settings
 
+    def training(self, run: Run, settings, train: dict, losses: dict) -> tuple[dict, dict, dict]:
+        """The run's training splits and losses, as the phase trains them (a phase may put more
+        beside the gold labels), and what of them a resumed run must find unchanged."""
+        return train, losses, {}
+
     def metrics(self, scores: dict[str, float]) -> dict:
         """metrics/<phase>.json from the dev scores by output name (a study phase: by task)."""
         return {"dev": study_metrics(scores)}

@@ -52,7 +52,7 @@ def train(tree: Mapping[str, Any], phase: str, task: str | None = None, mode: st
 
     for run, settings in runs:
         settings = chosen.adjust(run, settings, train_size)
-        history = train_run(run, settings, PREPARED, run.path(root / MODELS), resume_path(run, root), resume)
+        history = train_run(run, settings, PREPARED, run.path(root / MODELS), resume_path(run, root), resume, chosen)
         if distributed.is_main():
             write_curves(history, root / PLOTS, run.name)
     # Only now: an interrupted stage re-run by DVC (which first clears models/) skips finished runs.
