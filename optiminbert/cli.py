@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import runpy
 import sys
+from importlib.metadata import version
 from pathlib import Path
 from typing import Optional
 
@@ -45,8 +46,17 @@ def _overrides(assignments: Optional[list[str]], options: dict) -> dict:
     return {**options, **assigned}
 
 
+def _show_version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"optiminbert {version('optiminbert')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root(debug: bool = typer.Option(False, "--debug", help="show Python tracebacks instead of one-line errors")):
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="show Python tracebacks instead of one-line errors"),
+    show_version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="print the version"),
+):
     """Global options."""
 
 
@@ -165,7 +175,7 @@ def predict(
 ):
     """Score new text with a trained model: sentiment, paraphrase or similarity."""
     from optiminbert.atomic import write_text_atomic
-    from optiminbert.data import TASKS
+    from optiminbert.data import TASKS, clean_text
     from optiminbert.predict import predict_texts, read_inputs, run_dir_for
 
     settings = settings_schema.resolve_step(_load(params), "evaluate")
@@ -181,7 +191,11 @@ def predict(
     else:
         if not text or (pair and not text2):
             raise UserError(f"task {task} needs --text{' and --text2' if pair else ''}, or --csv")
-        ids, texts = ["1"], [(text, text2) if pair else (text,)]
+        texts = [tuple(clean_text(t) for t in ((text, text2) if pair else (text,)))]
+        empty = [option for option, t in zip(("--text", "--text2"), texts[0]) if not t]
+        if empty:  # as the CSV path refuses an empty field
+            raise UserError(f"{' and '.join(empty)} holds no text")
+        ids = ["1"]
     frame = predict_texts(run_dir, task, ids, texts, settings)
     if out is not None:
         write_text_atomic(frame.to_csv(index=False), out)
@@ -203,4 +217,26 @@ def bench(ctx: typer.Context):
 
 
 def main() -> None:
-    run_app(app)
+    run_app(_one_line_usage_errors)
+
+
+def _one_line_usage_errors() -> None:
+    """The app, with click's usage errors (`--epochs two`) as one line like every other error,
+    instead of its framed box. Told apart by class name: typer vendors its own copy of click,
+    whose exception classes are not click's."""
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:
+        kinds = {cls.__name__ for cls in type(exc).__mro__}
+        if "NoArgsIsHelpError" in kinds:
+            app(["--help"])
+            return
+        if "Abort" in kinds:
+            raise KeyboardInterrupt from None
+        if "ClickException" not in kinds:
+            raise
+        context = getattr(exc, "ctx", None)
+        hint = f" (see {context.command_path} --help)" if context is not None and "UsageError" in kinds else ""
+        raise UserError(exc.format_message().replace("\n", " ") + hint) from None
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -173,3 +173,21 @@ def test_a_corrupt_checkpoint_is_named(cli, tmp_path, tiny_checkpoint):
     result = cli("train", "mtl", "--device", "cpu", "--checkpoint", str(broken), cwd=work)
     assert_one_line_error(result, "model.safetensors")
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "mtl", "--epochs", "two"], "Invalid value for '--epochs'"),  # once Typer's framed, multi-line box
+        (["train", "mtl", "--bogus"], "No such option: --bogus (see optiminbert train --help)"),
+        (["nonsense"], "No such command 'nonsense'"),
+    ],
+)
+def test_usage_errors_are_one_line_too(cli, tmp_path, args, message):
+    assert_one_line_error(cli(*args, cwd=tmp_path), message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version(cli, tmp_path):
+    result = cli("--version", cwd=tmp_path)
+    assert result.returncode == 0 and re.fullmatch(r"optiminbert \d+\.\d+\.\d+\n", result.stdout)

@@ -14,7 +14,7 @@ from optiminbert.data import TASKS
 from optiminbert.errors import UserError
 from optiminbert.evaluation import score_run
 from optiminbert.paths import MODELS
-from optiminbert.predict import predict_texts, read_inputs, run_dir_for
+from optiminbert.predict import Predictor, predict_texts, read_inputs, run_dir_for
 from optiminbert.rundir import RunDir
 from optiminbert.settings import resolve_step
 
@@ -55,6 +55,8 @@ def test_read_inputs_reads_pairs_in_column_order(tmp_path):
         ("sentence\n", "bad.csv: no rows to score below the header$"),
         ("text\nA good film .\n", "bad.csv: needs column(s) sentence for task sst; found text$"),
         ('sentence\n"A good film .\n', "bad.csv: cannot read as CSV"),
+        # an unquoted comma: once read with the text's first words as the id, exit 0
+        ("id,sentence\n1,A gorgeous, witty movie.\n", "bad.csv row 1: 3 fields, the header has 2; quote a text that holds the separator$"),
     ],
 )
 def test_read_inputs_names_what_is_wrong(tmp_path, content, message):
@@ -145,6 +147,7 @@ def test_predict_names_what_is_wrong_with_a_csv_and_writes_nothing(cli, tmp_path
         (["--task", "quora", "--text", "a"], "task quora needs --text and --text2, or --csv"),
         (["--task", "sst"], "task sst needs --text, or --csv"),
         (["--task", "foo", "--text", "a"], "unknown task 'foo'"),
+        (["--task", "sst", "--text", "   "], "--text holds no text"),  # as an empty CSV field is refused
     ],
 )
 def test_predict_rejects_unknown_or_contradictory_options(cli, tmp_path, sst_run, args, fragment):
@@ -169,3 +172,25 @@ def test_predict_by_phase_name_reads_models_in_the_working_directory(cli, tmp_pa
     # nothing trained here: the phase's run directory is named
     result = cli("predict", "specialist", "--task", "sst", "--text", "A good film .", cwd=tmp_path)
     assert_one_line_error(result, "models/specialist/sst: no trained model here (run.json missing)")
+
+
+def test_a_predictor_loads_once_predicts_often_and_leaves_the_process_alone(sst_run, monkeypatch):
+    # A library user's process keeps its own threads and allocator: nothing here may change them.
+    import torch
+
+    from optiminbert import runtime
+
+    def forbidden(*args):
+        raise AssertionError("a Predictor changed a process-wide setting")
+
+    monkeypatch.setattr(torch, "set_num_threads", forbidden)
+    monkeypatch.setattr(runtime, "keep_freed_memory", forbidden)
+    predictor = Predictor(sst_run, device="cpu", precision="fp32")
+    first = predictor.predict("sst", ["A good film .", "Dull and slow ."])
+    again = predictor.predict("sst", [("A good film .",)], ids=["x"])
+    assert list(first.columns) == ["id", "prediction", "label", "probability"] and list(first["id"]) == ["0", "1"]
+    assert again.iloc[0].tolist()[1:] == first.iloc[0].tolist()[1:]
+    with pytest.raises(UserError, match="trained for sst, not quora"):
+        predictor.predict("quora", [("a", "b")])
+    with pytest.raises(UserError, match="task sst scores single texts: give 1 text"):
+        predictor.predict("sst", [("a", "b")])
