@@ -48,7 +48,7 @@ from optiminbert.batching import TokenizedTexts, length_bucketed_batches, pad, s
 from optiminbert.checkpoints import resolve_checkpoint
 from optiminbert.contrastive import PositivePairs
 from optiminbert.model import BertConfig, BertModel, ours_to_hf, side_by_side
-from optiminbert.paths import PREPARED
+from optiminbert.paths import PREPARED, RAW
 from optiminbert.phases import Run
 from optiminbert.prepared import TaskSplit
 from optiminbert.runtime import adamw, autocast, configure_cpu, resolve_device, resolve_precision
@@ -585,7 +585,7 @@ def run(config: BenchConfig, results_dir: Path | None = RESULTS, progress_consol
     if config.fp32_too and main_dtype is not None:
         precisions.append(None)
     info = machine_info(device)
-    data_dir = data.resolve_source(config.settings.data, Path("data/raw"))
+    data_dir = data.readable_source(config.settings.data, RAW)
     console = progress_console or Console(stderr=True)
     results: dict[str, Any] = {"machine": info, "config": config.record(), "device": device.type}
 

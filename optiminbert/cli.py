@@ -11,8 +11,11 @@ from typing import Optional
 import typer
 
 from optiminbert import phases, settings as settings_schema
+from optiminbert.data import readable_source
 from optiminbert.errors import UserError, run_app
+from optiminbert.paths import RAW
 from optiminbert.steps.evaluate import evaluate as evaluate_step
+from optiminbert.steps.prepare import checked_settings
 from optiminbert.steps.prepare import prepare as prepare_step
 from optiminbert.steps.report import make_report
 from optiminbert.steps.teach import teach as teach_step
@@ -64,11 +67,15 @@ def _root(
 def prepare(
     params: Optional[Path] = ParamsOption,
     data: Optional[str] = typer.Option(None, help="data directory or base URL of the CS224N data/ folder"),
-    checkpoint: Optional[str] = typer.Option(None, help="'default' or a Hugging Face BERT directory"),
+    checkpoint: Optional[str] = typer.Option(None, help="'default', a Hugging Face BERT directory or Hub name"),
     max_length: Optional[int] = typer.Option(None, help="truncate every text to this many tokens"),
 ):
-    """Load, clean and tokenize every task's train/dev/test files into data/prepared/."""
-    prepare_step(_load(params), {"data": data, "checkpoint": checkpoint, "max_length": max_length})
+    """Clean and tokenize every task's train/dev/test files into data/prepared/ (a URL's files
+    are downloaded into data/raw/ first)."""
+    tree, overrides = _load(params), {"checkpoint": checkpoint, "max_length": max_length}
+    checked_settings(tree, overrides)  # before anything is downloaded
+    source = readable_source(settings_schema.resolve_step(tree, "fetch", {"data": data}).data, RAW)
+    prepare_step(tree, overrides, source)
 
 
 @app.command()
@@ -96,7 +103,7 @@ def train(
     ),
     pooling: Optional[str] = typer.Option(None, help="cross-encoded heads read: cls (pooled [CLS]) | mean"),
     freeze_layers: Optional[int] = typer.Option(None, help="train without the embeddings and the bottom N layers (faster)"),
-    checkpoint: Optional[str] = typer.Option(None, help="'default' or a Hugging Face BERT directory"),
+    checkpoint: Optional[str] = typer.Option(None, help="'default', a Hugging Face BERT directory or Hub name"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
     precision: Optional[str] = typer.Option(None, help="auto | bf16 | fp32"),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the encoder (pays on a GPU)"),
@@ -161,6 +168,30 @@ def report(params: Optional[Path] = ParamsOption):
     """Render the paper's tables with our numbers beside them (metrics/report.md)."""
     _load(params)  # a broken params file is named here as everywhere
     make_report()
+
+
+@app.command()
+def export(
+    phase: str = typer.Argument(..., help=f"{PHASE_NAMES} (or a trained run's directory)"),
+    to: Path = typer.Option(..., "--to", help="the directory to write (an earlier export there is replaced)"),
+    task: Optional[str] = typer.Option(None, help="specialist or baseline: the run answering this task"),
+    mode: Optional[str] = typer.Option(None, help="baseline: pretrain or finetune (default finetune)"),
+):
+    """Write a trained model where other tools load it: a Hugging Face directory (encoder,
+    tokenizer, heads, model card), for siamese runs also a sentence-transformers model."""
+    from optiminbert.export import export_run
+    from optiminbert.paths import MODELS
+
+    if Path(phase).is_dir():
+        run_dir, name = Path(phase), Path(phase).name
+    else:
+        runs = phases.get(phase).select(task, mode)
+        if len(runs) != 1:
+            raise UserError(f"{phase} has {len(runs)} runs ({', '.join(r.name for r in runs)}): choose one with --task")
+        run_dir, name = runs[0].path(MODELS), runs[0].name
+    sentence_transformers = export_run(run_dir, to, name)
+    kinds = "a Hugging Face and sentence-transformers model" if sentence_transformers else "a Hugging Face model"
+    typer.echo(f"{run_dir} exported to {to} as {kinds}")
 
 
 @app.command()

@@ -12,21 +12,26 @@ import html
 import http.client
 import math
 import re
+import shutil
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from optiminbert.atomic import atomic_path
+from optiminbert.atomic import atomic_dir, atomic_path
 from optiminbert.errors import UserError
 from optiminbert.kinds import KINDS, TaskKind
 
 CS224N_DATA_URL = "https://raw.githubusercontent.com/gpoesia/minbert-default-final-project/main/data/"
 
 SPLITS = ("train", "dev", "test")
+# Far beyond any sentence or review of these tasks (CFIMDB's longest is about 7,000 characters):
+# a longer text is a broken file (a quote left open swallows the lines after it) and is skipped.
+MAX_TEXT_CHARS = 100_000
 _SPLIT_SUFFIX = {"train": "train", "dev": "dev", "test": "test-student"}
 
 
@@ -98,25 +103,32 @@ def load_split(data_dir: str | Path, task: str, split: str) -> Split:
     skipped: list[Skipped] = []
     # surrogateescape keeps a bad byte from failing the whole file: it surfaces as a lone
     # surrogate in its row, which is then skipped. utf-8-sig drops a spreadsheet's BOM.
-    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle, _field_limit():
         reader = csv.reader(handle, delimiter="\t")
-        try:
-            header = next(reader, None)
-            if header is None:
-                raise UserError(f"{name} is empty (no header line): replace it with the CS224N file")
-            columns = _column_indices(name, header, spec, has_label)
-            first_row_of_id: dict[str, int] = {}
-            for row_number, row in enumerate(reader, start=1):
+        header = _next_row(reader, name)
+        if header is None:
+            raise UserError(f"{name} is empty (no header line): replace it with the CS224N file")
+        columns = _column_indices(name, header, spec, has_label)
+        first_row_of_id: dict[str, int] = {}
+        row_number = 0
+        while True:
+            first_line = reader.line_num + 1
+            row = _next_row(reader, name)
+            if row is None:
+                break
+            row_number += 1
+            if reader.line_num > first_line and any("\n" in cell or "\r" in cell for cell in row):
+                # No text of these tasks spans lines: a quote left open swallowed the lines after it.
+                outcome = f"a quote opened on line {first_line} is not closed until line {reader.line_num}, so those lines read as one row"
+            else:
                 outcome = _parse_row(row, len(header), columns, spec, has_label)
-                if isinstance(outcome, Example) and outcome.id in first_row_of_id:
-                    outcome = f"duplicate id (first seen in row {first_row_of_id[outcome.id]})"
-                if isinstance(outcome, str):
-                    skipped.append(Skipped(name, row_number, outcome))
-                else:
-                    first_row_of_id[outcome.id] = row_number
-                    examples.append(outcome)
-        except csv.Error as error:
-            raise UserError(f"{name} row {reader.line_num - 1}: unreadable CSV ({error})") from None
+            if isinstance(outcome, Example) and outcome.id in first_row_of_id:
+                outcome = f"duplicate id (first seen in row {first_row_of_id[outcome.id]})"
+            if isinstance(outcome, str):
+                skipped.append(Skipped(name, row_number, outcome))
+            else:
+                first_row_of_id[outcome.id] = row_number
+                examples.append(outcome)
     if not examples:
         if not skipped:
             raise UserError(f"{name} has a header but no data rows: replace it with the CS224N file")
@@ -126,6 +138,28 @@ def load_split(data_dir: str | Path, task: str, split: str) -> Split:
             f"check that it is the {split} file of task {task}"
         )
     return Split(spec, split, examples, skipped)
+
+
+@contextmanager
+def _field_limit() -> Iterator[None]:
+    """Let the csv module read a field of any length (its default limit, 131,072 characters,
+    would stop the whole file at one long text, which is skipped as a row instead); the
+    module-wide limit is restored after."""
+    previous = csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _next_row(reader, name: str) -> list[str] | None:
+    """The next row, or None at the end; a row the csv module cannot split is named by the line
+    it starts on (a row may run over several lines, and the later ones are not to blame)."""
+    starts_after = reader.line_num
+    try:
+        return next(reader, None)
+    except csv.Error as error:
+        raise UserError(f"{name} line {starts_after + 1}: unreadable CSV ({error})") from None
 
 
 def _column_indices(name: str, header: list[str], spec: TaskSpec, has_label: bool) -> dict[str, int]:
@@ -161,6 +195,9 @@ def _parse_row(
     if not example_id:
         return "missing id"
     texts = tuple(clean_text(row[columns[column]]) for column in spec.text_columns)
+    longest = max(len(t) for t in texts)
+    if longest > MAX_TEXT_CHARS:
+        return f"a text of {longest:,} characters, over the {MAX_TEXT_CHARS:,} this tool reads"
     for column, text in zip(spec.text_columns, texts):
         if not text:
             return f"missing {column}"
@@ -210,25 +247,53 @@ def skip_report(splits: Iterable[Split], max_rows: int = 5) -> str:
     return "\n".join(lines)
 
 
-def resolve_source(source: str | Path, cache_dir: str | Path) -> Path:
-    """A local folder of task files, or one filled from a base URL (downloading only missing files)."""
-    text = str(source)
-    if not text.startswith(("http://", "https://")):
-        directory = Path(source)
-        if not directory.is_dir():
-            raise UserError(f"data source {directory} is not a directory (give a folder of CS224N files or a URL)")
-        return directory
-    cache = Path(cache_dir)
-    base = text if text.endswith("/") else text + "/"
+def is_url(source: str | Path) -> bool:
+    return str(source).startswith(("http://", "https://"))
+
+
+def local_source(source: str | Path) -> Path:
+    directory = Path(source)
+    if not directory.is_dir():
+        raise UserError(f"data source {directory} is not a directory (give a folder of CS224N files or a URL)")
+    return directory
+
+
+def readable_source(source: str | Path, download_to: str | Path) -> Path:
+    """A folder the task files can be read from: a local source as it is, a URL's files
+    downloaded into ``download_to`` first (as the fetch stage does)."""
+    if is_url(source):
+        fetch(source, download_to)
+        return Path(download_to)
+    return local_source(source)
+
+
+def fetch(source: str | Path, destination: str | Path) -> None:
+    """Every task file from ``source`` (a local folder, or the base URL of one) into
+    ``destination``, which is written as a whole. The stages read this copy inside the project:
+    DVC runs queued and temporary experiments in copies of the project, where a path outside it
+    does not exist."""
     names = [spec.filename(split) for spec in TASKS.values() for split in SPLITS]
-    missing = [name for name in names if not (cache / name).is_file()]
-    if missing:
-        # stderr, so a command's own output on stdout stays clean.
-        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-        with Progress(*columns, console=Console(stderr=True)) as progress:
-            for name in missing:
-                _download(base + name, cache / name, progress)
-    return cache
+    text = str(source)
+    remote = is_url(source)
+    if not remote:
+        directory = local_source(source)
+        missing = [name for name in names if not (directory / name).is_file()]
+        if missing:
+            raise UserError(
+                f"{missing[0]} not found in {directory}: point the data source at a folder with the CS224N task "
+                f"files, or at a URL of them such as {CS224N_DATA_URL}"
+            )
+    with atomic_dir(destination) as tmp:
+        if remote:
+            base = text if text.endswith("/") else text + "/"
+            # stderr, so a command's own output on stdout stays clean.
+            columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+            with Progress(*columns, console=Console(stderr=True)) as progress:
+                for name in names:
+                    _download(base + name, tmp / name, progress)
+        else:
+            for name in names:
+                shutil.copyfile(directory / name, tmp / name)
 
 
 def _download(url: str, destination: Path, progress: Progress) -> None:

@@ -8,6 +8,10 @@ gradient strategies call ``all_reduce_gradients`` on what they would apply. Each
 weighted by its share of the global batch and the gradients are summed, so N ranks take exactly
 the step one process takes on the whole batch (up to float summation order).
 
+A stop (Ctrl-C, SIGTERM: torchrun forwards it to every worker) is agreed on: each rank says at
+every step whether it has been asked to stop, and all stop at the first step any rank was, so
+the one state rank 0 saves is where every rank is (``agreed_signal``).
+
 Outside torchrun (no WORLD_SIZE, or WORLD_SIZE=1) every function here is a no-op.
 """
 
@@ -104,6 +108,63 @@ def gather_rows(rows: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
     parts: list[dict[int, torch.Tensor] | None] = [None] * world_size()
     dist.all_gather_object(parts, {i: t.cpu() for i, t in rows.items()})
     return {i: t for part in parts for i, t in part.items()}
+
+
+def agreed_signal(signum: int | None) -> int | None:
+    """The signal any rank has received (the largest number where several), the same on every
+    rank; None where none has."""
+    if not active():
+        return signum
+    flag = torch.tensor([signum or 0], device=local_device() if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item()) or None
+
+
+def gather_objects(obj: object) -> list:
+    """Every rank's ``obj``, in rank order (one process: ``[obj]``)."""
+    if not active():
+        return [obj]
+    parts: list = [None] * world_size()
+    dist.all_gather_object(parts, obj)
+    return parts
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+class _GatherRows(torch.autograd.Function):
+    """Every rank's rows in rank order. Each rank's loss reads all of them, so the gradient that
+    reaches a rank's own rows is the sum of every rank's gradient for them."""
+
+    @staticmethod
+    def forward(ctx, local: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        ctx.sizes, ctx.rank = sizes, rank()
+        padded = local.new_zeros(max(sizes), *local.shape[1:])  # all_gather moves equal shapes
+        padded[: len(local)] = local
+        parts = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[:n] for part, n in zip(parts, sizes)])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        start = sum(ctx.sizes[: ctx.rank])
+        return grad[start : start + ctx.sizes[ctx.rank]], None
+
+
+def gather_batch(value):
+    """A batch's rows from every rank (tensors, tuples of them, None), differentiable: what an
+    in-batch loss (MNRL's negatives) needs to see the global batch, as one process would."""
+    if not active() or value is None:
+        return value
+    if isinstance(value, tuple):
+        parts = [gather_batch(v) for v in value]
+        return type(value)(*parts) if hasattr(value, "_fields") else tuple(parts)
+    sizes = [int(n) for n in gather_objects(len(value))]
+    return _GatherRows.apply(value.float(), sizes)
 
 
 def broadcast_parameters(module: torch.nn.Module) -> None:

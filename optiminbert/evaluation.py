@@ -12,7 +12,7 @@ from optiminbert.data import TASKS
 from optiminbert.inference import predict
 from optiminbert.metrics import study_metrics, task_score
 from optiminbert.phases import STUDY_TASKS, Phase
-from optiminbert.prepared import TaskSplit, split_path
+from optiminbert.prepared import TaskSplit, check_tokenizer, split_path
 from optiminbert.rundir import RunDir
 from optiminbert.runtime import Runtime
 from optiminbert.settings import Settings
@@ -23,6 +23,7 @@ SPLITS = ("dev", "test")
 def score_run(run_dir: RunDir, prepared_dir: Path, settings: Settings) -> dict[str, dict[str, tuple[TaskSplit, torch.Tensor]]]:
     """Raw outputs on dev and test for every task of one trained run."""
     model, meta = run_dir.load()
+    check_tokenizer(prepared_dir, run_dir.encoder_path)
     runtime = Runtime.from_settings(settings)
     model.to(runtime.device)
     max_length = run_dir.settings(meta).max_length

@@ -7,7 +7,7 @@ One file for the whole encoder, nanoGPT style: a config dataclass read from a Hu
 
 from __future__ import annotations
 
-import json
+import pickle
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optiminbert.checkpoints import resolve_checkpoint
+from optiminbert.checkpoints import read_json_object, resolve_checkpoint
 from optiminbert.errors import UserError
 
 
@@ -38,12 +38,14 @@ class BertConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> "BertConfig":
         path = Path(path)
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: cannot read the model config ({exc})") from exc
+        raw = read_json_object(path, "model config")
         if raw.get("model_type", "bert") != "bert":
             raise UserError(f"{path}: model_type is {raw['model_type']!r}, not a BERT checkpoint")
+        for f in fields(cls):
+            if f.name in raw:
+                problem = _config_problem(f.name, raw[f.name], f.type)
+                if problem:
+                    raise UserError(f"{path}: {f.name} {problem}, got {raw[f.name]!r}")
         known = {f.name for f in fields(cls)}
         config = cls(**{k: v for k, v in raw.items() if k in known})
         if config.hidden_size % config.num_attention_heads:
@@ -67,6 +69,23 @@ class BertConfig:
         # These two fields let transformers.BertModel.from_pretrained read our saved encoders.
         out.update(model_type="bert", architectures=["BertModel"])
         return out
+
+
+def _config_problem(name: str, value: Any, kind: str) -> str | None:
+    """Why a config.json value cannot be used (None if it can): sizes are positive whole numbers,
+    dropout probabilities lie in [0, 1), the epsilon is positive."""
+    if kind == "str":
+        return None if isinstance(value, str) else "must be a string"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "must be a number"
+    if kind == "int":
+        if not isinstance(value, int):
+            return "must be a whole number"
+        low = 0 if name == "pad_token_id" else 1
+        return None if value >= low else f"must be at least {low}"
+    if name.endswith("dropout_prob"):
+        return None if 0 <= value < 1 else "must be a probability from 0 to below 1"
+    return None if value > 0 and value != float("inf") else "must be a positive number"
 
 
 _ACTIVATIONS = {
@@ -303,6 +322,13 @@ class BertModel(nn.Module):
         """Load ``"default"`` (all-MiniLM-L6-v2) or any Hugging Face BERT directory."""
         directory = resolve_checkpoint(name_or_path)
         config = BertConfig.from_json(directory / "config.json")
+        with open(directory / "vocab.txt", "rb") as vocab:
+            tokens = sum(1 for line in vocab if line.strip())
+        if tokens > config.vocab_size:
+            raise UserError(
+                f"{directory}: vocab.txt has {tokens} tokens but config.json's vocab_size is {config.vocab_size}, "
+                "so some token ids have no embedding"
+            )
         model = cls(config)
         state = _read_weights(directory)
         model.load_state_dict(hf_to_ours(state, config, source=directory))
@@ -445,7 +471,15 @@ def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
             if not isinstance(state, dict):
                 raise ValueError("not a state dict")
             return state
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # not a pickle of Python objects at all: damaged
+            raise UserError(f"{bin_path}: cannot read the weights (not a PyTorch weights file)") from exc
+        raise UserError(
+            f"{bin_path}: holds Python objects besides tensors, which are never loaded (loading them could run code); "
+            "save the weights as model.safetensors"
+        ) from exc
     except Exception as exc:  # corrupt or truncated files surface in many exception types
         path = safetensors_path if safetensors_path.is_file() else bin_path
-        raise UserError(f"{path}: cannot read the weights ({type(exc).__name__}: {exc})") from exc
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise UserError(f"{path}: cannot read the weights ({type(exc).__name__}: {first_line})") from exc
     raise UserError(f"{directory}: no model.safetensors or pytorch_model.bin in this directory")

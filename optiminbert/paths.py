@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+RAW = Path("data/raw")  # the task files, copied or downloaded from the data source
 PREPARED = Path("data/prepared")
 TEACHERS = Path("data/teachers")  # the teachers' predictions on the training data (distillation)
 MODELS = Path("models")

@@ -14,7 +14,7 @@ from optiminbert.inference import predict
 from optiminbert.paths import MODELS
 from optiminbert.phases import check_choice, get
 from optiminbert.prepared import TaskSplit
-from optiminbert.rundir import ENCODER, RunDir
+from optiminbert.rundir import RunDir
 from optiminbert.runtime import Runtime, configure_cpu, resolve_device, resolve_precision
 from optiminbert.settings import Settings
 from optiminbert.tokenizer import load_tokenizer
@@ -78,7 +78,7 @@ class Predictor:
         self.model, meta = self.run_dir.load()
         self.tasks = tuple(meta["tasks"])
         self.max_length = self.run_dir.settings(meta).max_length
-        self.tokenizer = load_tokenizer(self.run_dir.path / ENCODER, self.max_length)
+        self.tokenizer = load_tokenizer(self.run_dir.encoder_path, self.max_length)
         target = resolve_device(device)
         self.runtime = Runtime(target, resolve_precision(precision, target))
         self.model.to(target)

@@ -1,7 +1,16 @@
-"""Tokenized datasets, cached on disk by the prepare stage so training never re-tokenizes."""
+"""Tokenized datasets, cached on disk by the prepare stage so training never re-tokenizes.
+
+The cache is written as a whole (see ``atomic_dir``) with ``manifest.json``: the SHA-256 of every
+split file and the fingerprint of the tokenizer that made the ids. A split is checked against it
+when loaded, and a run checks that its checkpoint tokenizes as the cache's did: ids from another
+vocabulary would index the wrong embeddings without any error.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,12 +18,16 @@ import torch
 from rich.progress import track
 
 from optiminbert import data
-from optiminbert.atomic import torch_save_atomic, write_json_atomic, write_text_atomic
+from optiminbert.atomic import atomic_dir, torch_save_atomic, write_json_atomic, write_text_atomic
 from optiminbert.batching import TokenizedTexts, join_pair, length_bucketed_batches, pad, pad_pairs, pad_side_by_side
 from optiminbert.errors import UserError
-from optiminbert.tokenizer import load_tokenizer
+from optiminbert.tokenizer import load_tokenizer, tokenizer_fingerprint
 
 PAIR_MODES = ("cross", "siamese")
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+_SPLIT_KEYS = ("task", "split", "ids", "texts", "labels", "flat", "offsets")
+_REPREPARE = "run `dvc repro prepare` (or `optiminbert prepare`) again"
 
 
 @dataclass
@@ -79,10 +92,23 @@ class TaskSplit:
 
     @classmethod
     def load(cls, path: str | Path) -> "TaskSplit":
+        """A prepared split, checked against the cache's manifest."""
         path = Path(path)
         if not path.is_file():
             raise UserError(f"{path}: prepared data not found; run `dvc repro prepare` or `optiminbert prepare` first")
-        raw = torch.load(path, weights_only=True)
+        expected = read_manifest(path.parent)["files"].get(path.name)
+        content = path.read_bytes()
+        if expected is None:
+            raise UserError(f"{path}: not listed in {path.parent / MANIFEST}, so not from this cache; {_REPREPARE}")
+        if hashlib.sha256(content).hexdigest() != expected:
+            raise UserError(f"{path}: changed or damaged since it was prepared (its checksum differs); {_REPREPARE}")
+        try:
+            raw = torch.load(io.BytesIO(content), weights_only=True)
+            missing = [k for k in _SPLIT_KEYS if k not in raw]
+        except Exception as exc:  # whatever the unpickler raises: the file is not ours
+            raise UserError(f"{path}: unreadable prepared data ({type(exc).__name__}); {_REPREPARE}") from exc
+        if missing:
+            raise UserError(f"{path}: prepared by another version (no {', '.join(missing)}); {_REPREPARE}")
         columns = [TokenizedTexts(f, o) for f, o in zip(raw["flat"], raw["offsets"])]
         return cls(raw["task"], raw["split"], raw["ids"], [tuple(t) for t in raw["texts"]], raw["labels"], columns)
 
@@ -114,6 +140,29 @@ def split_path(prepared_dir: str | Path, task: str, split: str) -> Path:
     return Path(prepared_dir) / f"{task}-{split}.pt"
 
 
+def read_manifest(prepared_dir: str | Path) -> dict:
+    path = Path(prepared_dir) / MANIFEST
+    if not path.is_file():
+        raise UserError(f"{path} not found: the prepared data is incomplete or from an older version; {_REPREPARE}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        ok = manifest.get("format") == MANIFEST_FORMAT and isinstance(manifest.get("files"), dict) and "tokenizer" in manifest
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        ok = False
+    if not ok:
+        raise UserError(f"{path}: not a manifest this version wrote; {_REPREPARE}")
+    return manifest
+
+
+def check_tokenizer(prepared_dir: str | Path, checkpoint: str | Path) -> None:
+    """Refuse to run ``checkpoint`` on a cache another tokenizer made."""
+    if read_manifest(prepared_dir)["tokenizer"] != tokenizer_fingerprint(checkpoint):
+        raise UserError(
+            f"{prepared_dir} was tokenized with another vocabulary than checkpoint {checkpoint}: "
+            f"prepare it with this checkpoint (`dvc repro prepare`, or `optiminbert prepare`)"
+        )
+
+
 def prepare(
     data_dir: str | Path,
     out_dir: str | Path,
@@ -122,27 +171,31 @@ def prepare(
     tasks: tuple[str, ...] = tuple(data.TASKS),
 ) -> str:
     """Load, clean and tokenize every split of every task; returns the skipped-rows report."""
-    source = data.resolve_source(data_dir, Path(out_dir).parent / "raw")
+    source = data.local_source(data_dir)
     loaded = {task: data.load_task(source, task) for task in tasks}  # all checked before any write
-    out_dir = Path(out_dir)
-    summary = {}
-    for task, splits in loaded.items():
-        tokenizer = load_tokenizer(checkpoint, max_length[task])
-        for split, loaded_split in track(splits.items(), description=f"tokenizing {task}", transient=True):
-            examples = loaded_split.examples
-            columns = [
-                TokenizedTexts.from_lists([e.ids for e in tokenizer.encode_batch([ex.texts[c] for ex in examples])])
-                for c in range(len(loaded_split.task.text_columns))
-            ]
-            prepared = TaskSplit.from_examples(task, split, examples, columns)
-            torch_save_atomic(prepared.to_dict(), split_path(out_dir, task, split))
-            summary[f"{task}-{split}"] = {
-                "examples": len(examples),
-                "skipped": len(loaded_split.skipped),
-                "tokens": int(prepared.lengths.sum()),
-                "truncated": int(sum((c.lengths >= max_length[task]).sum() for c in columns)),
-            }
-    report = data.skip_report([s for splits in loaded.values() for s in splits.values()])
-    write_text_atomic(report + "\n", out_dir / "skipped.txt")
-    write_json_atomic(summary, out_dir / "summary.json")
+    summary, files = {}, {}
+    with atomic_dir(out_dir) as tmp:
+        for task, splits in loaded.items():
+            tokenizer = load_tokenizer(checkpoint, max_length[task])
+            for split, loaded_split in track(splits.items(), description=f"tokenizing {task}", transient=True):
+                examples = loaded_split.examples
+                columns = [
+                    TokenizedTexts.from_lists([e.ids for e in tokenizer.encode_batch([ex.texts[c] for ex in examples])])
+                    for c in range(len(loaded_split.task.text_columns))
+                ]
+                prepared = TaskSplit.from_examples(task, split, examples, columns)
+                path = split_path(tmp, task, split)
+                torch_save_atomic(prepared.to_dict(), path)
+                files[path.name] = hashlib.sha256(path.read_bytes()).hexdigest()
+                summary[f"{task}-{split}"] = {
+                    "examples": len(examples),
+                    "skipped": len(loaded_split.skipped),
+                    "tokens": int(prepared.lengths.sum()),
+                    "truncated": int(sum((c.lengths >= max_length[task]).sum() for c in columns)),
+                }
+        report = data.skip_report([s for splits in loaded.values() for s in splits.values()])
+        write_text_atomic(report + "\n", tmp / "skipped.txt")
+        write_json_atomic(summary, tmp / "summary.json")
+        manifest = {"format": MANIFEST_FORMAT, "tokenizer": tokenizer_fingerprint(checkpoint), "files": files}
+        write_json_atomic(manifest, tmp / MANIFEST)
     return report

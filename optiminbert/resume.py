@@ -5,7 +5,8 @@ finishes the step it is in, saves everything the rest of the run depends on (wei
 and scheduler, RNG states, data-order position, the history so far) and stops. The next run
 with the same settings loads that state and ends exactly where an uninterrupted run would have
 (bit for bit on CPU). A state saved under other settings is never resumed: its fingerprint
-(a hash of the params, tasks and data sizes) no longer matches.
+(a hash of the params, tasks, data sizes and number of processes) no longer matches. Under
+torchrun the ranks agree on the step to stop at and rank 0 saves the one state.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from optiminbert import distributed
 from optiminbert.atomic import torch_save_atomic
 from optiminbert.errors import Interrupted, UserError
 
@@ -51,9 +53,9 @@ class StopRequest:
 
 
 # Part of every fingerprint, bumped when what a saved state or its fingerprint holds changes (2:
-# the best epoch's dev outputs; 3: only the settings a run uses): a state from an older version
-# is then started over, not misread.
-STATE_FORMAT = 3
+# the best epoch's dev outputs; 3: only the settings a run uses; 4: every rank's random
+# generators, the fp16 loss scale): a state from an older version is then started over, not misread.
+STATE_FORMAT = 4
 
 
 def fingerprint(*parts: Any) -> str:
@@ -94,7 +96,13 @@ class ResumeFile:
         return state
 
     def save(self, state: dict[str, Any]) -> None:
-        torch_save_atomic({**state, "fingerprint": self.fingerprint}, self.path)
+        """Rank 0 writes (data-parallel ranks hold the same state but their random generators,
+        which ``state`` carries for every rank); every rank returns once it is written."""
+        if distributed.is_main():
+            torch_save_atomic({**state, "fingerprint": self.fingerprint}, self.path)
+        distributed.barrier()
 
     def clear(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if distributed.is_main():
+            self.path.unlink(missing_ok=True)
+        distributed.barrier()

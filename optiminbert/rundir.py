@@ -3,8 +3,9 @@
 A run directory holds ``encoder/`` (Hugging Face layout, with the tokenizer's files),
 ``heads.safetensors`` (every weight outside the encoder), ``dev_outputs.safetensors`` (the
 selected epoch's raw dev outputs, so evaluation at the same precision need not score dev again)
-and ``run.json`` (tasks, pair design, the settings the run used, the per-epoch history), written
-last: its presence marks a complete run.
+and ``run.json`` (tasks, pair design, the settings the run used, the per-epoch history). A run is
+saved as a whole: written into a temporary directory beside it and swapped into place in one step,
+so the directory holds the old complete run or the new one, never parts of both.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from optiminbert.atomic import write_json_atomic, write_safetensors_atomic
+from optiminbert.atomic import atomic_dir, write_json_atomic, write_safetensors_atomic
 from optiminbert.checkpoints import resolve_checkpoint
 from optiminbert.errors import UserError
 from optiminbert.model import BertModel
@@ -67,24 +68,30 @@ class RunDir:
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
+    @property
+    def encoder_path(self) -> Path:
+        """The trained encoder, with the tokenizer files of the checkpoint it started from."""
+        return self.path / ENCODER
+
     def exists(self) -> bool:
         return (self.path / RUN_JSON).is_file()
 
     def save(self, model: MultitaskBert, settings: Settings, history: list[dict], dev_outputs: dict[str, torch.Tensor],
              precision: str, frozen: bool = False) -> None:
-        write_safetensors_atomic({t: v.contiguous() for t, v in dev_outputs.items()}, self.path / DEV_OUTPUTS)
-        model.encoder.save_pretrained(self.path / ENCODER)
         source = resolve_checkpoint(settings.checkpoint)
-        for name in TOKENIZER_FILES:
-            if (source / name).is_file():
-                shutil.copyfile(source / name, self.path / ENCODER / name)
         heads = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
-        write_safetensors_atomic(heads, self.path / HEADS)
         meta = {
             "tasks": list(model.tasks), "pairs": model.pairs, "frozen": frozen, "settings": settings.record(),
             "history": history, "dev_outputs_precision": precision,
         }
-        write_json_atomic(meta, self.path / RUN_JSON)
+        with atomic_dir(self.path) as tmp:
+            write_safetensors_atomic({t: v.contiguous() for t, v in dev_outputs.items()}, tmp / DEV_OUTPUTS)
+            model.encoder.save_pretrained(tmp / ENCODER)
+            for name in TOKENIZER_FILES:
+                if (source / name).is_file():
+                    shutil.copyfile(source / name, tmp / ENCODER / name)
+            write_safetensors_atomic(heads, tmp / HEADS)
+            write_json_atomic(meta, tmp / RUN_JSON)
 
     def meta(self) -> dict[str, Any]:
         path = self.path / RUN_JSON
@@ -105,7 +112,7 @@ class RunDir:
     def load(self) -> tuple[MultitaskBert, dict[str, Any]]:
         """The trained model, in eval mode, and its run record. Heads are checked key by key."""
         meta = self.meta()
-        model = build_model(self.settings(meta), meta["tasks"], meta["pairs"], checkpoint=self.path / ENCODER)
+        model = build_model(self.settings(meta), meta["tasks"], meta["pairs"], checkpoint=self.encoder_path)
         path = self.path / HEADS
         try:
             heads = load_file(path)

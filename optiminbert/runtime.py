@@ -56,19 +56,38 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def _cuda_has_bf16() -> bool:
+    # T4s and V100s emulate bf16 (slowly) or lack it; fp16 with loss scaling is their fast path.
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # a torch without the argument counts native support only
+        return torch.cuda.is_bf16_supported()
+
+
+PRECISIONS: dict[str, torch.dtype | None] = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+
+
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32."""
+    """The autocast dtype, or None for plain fp32. ``auto``: bf16 where the GPU or CPU computes
+    it natively, else fp16 on a GPU (with loss scaling, ``grad_scaler``), else fp32."""
     if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" or _cpu_has_bf16() else None
-    if name == "bf16":
-        return torch.bfloat16
-    if name == "fp32":
-        return None
-    raise UserError(f"unknown precision {name!r}: choose auto, bf16 or fp32")
+        if device.type == "cuda":
+            return torch.bfloat16 if _cuda_has_bf16() else torch.float16
+        return torch.bfloat16 if _cpu_has_bf16() else None
+    if name not in PRECISIONS:
+        raise UserError(f"unknown precision {name!r}: choose auto, {', '.join(PRECISIONS)}")
+    return PRECISIONS[name]
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
-    return {None: "fp32", torch.bfloat16: "bf16"}[dtype]  # what resolve_precision gives
+    return next(name for name, d in PRECISIONS.items() if d == dtype)
+
+
+def grad_scaler(runtime: "Runtime") -> torch.amp.GradScaler | None:
+    """For fp16 training: its narrow range flushes small gradients to zero, so the losses are
+    scaled up before backward and the gradients down before the step (a step whose gradients
+    overflowed is skipped and the scale lowered). bf16 and fp32 need none."""
+    return torch.amp.GradScaler(runtime.device.type) if runtime.dtype == torch.float16 else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

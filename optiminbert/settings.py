@@ -35,12 +35,12 @@ def _ensemble_members(members: list) -> str | None:
 
 
 CORE = (
-    Setting("checkpoint", "default", "'default' (all-MiniLM-L6-v2) or a Hugging Face BERT directory"),
+    Setting("checkpoint", "default", "'default' (all-MiniLM-L6-v2), a Hugging Face BERT directory or Hub name (name@revision)"),
     Setting("data", "../shared/data/cs224n", "the CS224N task files: a local directory, or the starter repo's data/ URL",
             applies=None),
     Setting("device", "auto", "where to train and evaluate", choices=("auto", "cpu", "cuda")),
-    Setting("precision", "auto", "autocast dtype (auto: bf16 on CUDA and on CPUs with native bf16)",
-            choices=("auto", "bf16", "fp32")),
+    Setting("precision", "auto", "autocast dtype (auto: bf16 where the GPU or CPU has it natively, else fp16 on a GPU, else fp32)",
+            choices=("auto", "bf16", "fp16", "fp32")),
     Setting("seed", 11711, "seeds the heads, dropout, data order and gradient methods", check=within(0, 2**32)),
     Setting("max_length", 128, "tokens a text (a cross-encoded pair: both texts) is cut to", check=positive),
     Setting("lr", 1.0e-4, "peak learning rate", check=positive),
@@ -84,7 +84,8 @@ SCHEMA: dict[str, Setting] = _schema()
 
 # Steps that train nothing: their params sections and the settings they read.
 STEPS: dict[str, tuple[str, ...]] = {
-    "prepare": ("checkpoint", "data", "max_length", "cfimdb_max_length"),
+    "fetch": ("data",),
+    "prepare": ("checkpoint", "max_length", "cfimdb_max_length"),
     "evaluate": ("device", "precision", "eval_batch_size"),
     "ensemble": ("members",),
 }
@@ -110,7 +111,7 @@ def known_sections() -> dict[str, dict]:
             for run in runs:
                 if depth < len(run.sections):
                     node.setdefault(run.sections[depth].split(".", 1)[1], {})
-    return {name: known[name] for name in ("prepare", *phases.PHASES, "evaluate", "ensemble")}
+    return {name: known[name] for name in ("fetch", "prepare", *phases.PHASES, "evaluate", "ensemble")}
 
 
 class _Loader(yaml.SafeLoader):

@@ -28,7 +28,7 @@ from optiminbert.metrics import selection_score, task_score
 from optiminbert.multitask import MultitaskBert
 from optiminbert.resume import Interrupted, ResumeFile, StopRequest, rng_state, set_rng_state
 from optiminbert.roundrobin import RoundRobin
-from optiminbert.runtime import Runtime, adamw, autocast
+from optiminbert.runtime import Runtime, adamw, autocast, grad_scaler
 from optiminbert.surgery import GradientStrategy
 
 LOG_EVERY = 20  # steps per point of the training-loss curve
@@ -95,6 +95,7 @@ class Trainer:
             model.encoder.compile(dynamic=True)  # in place: parameter names and saved keys stay the same
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = adamw(param_groups(model, train, settings), **ADAM)
+        self.scaler = grad_scaler(runtime)
         batch_size = settings["batch_size"]
         orders = {task: partial(split.shuffled_batches, batch_size) for task, split in train.items()}
         self.schedule = RoundRobin(
@@ -118,21 +119,42 @@ class Trainer:
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "schedule": self.schedule.state_dict(),
-            "strategy": self.strategy.state_dict(), "rng": rng_state(),
+            "strategy": self.strategy.state_dict(), "rng": distributed.gather_objects(rng_state()),
+            "scaler": self.scaler.state_dict() if self.scaler else None,
             "average": self.average.state_dict() if self.average else None,
             "history": self.history, "best": self.best, "best_state": self.best_state,
             "best_outputs": self.best_outputs, "global_step": self.global_step,
             "epoch": self.epoch, "step": self.done, "tally": self.tally,
         }
 
+    def restore(self, saved: dict[str, Any], resume: ResumeFile, keys: tuple[str, ...]) -> None:
+        """Load a saved state whose fingerprint matched; one that is damaged is refused in a line."""
+        missing = [k for k in keys if k not in saved]
+        try:
+            if missing:
+                raise KeyError(", ".join(missing))
+            self.model.load_state_dict(saved["model"])
+            if "optimizer" in keys:
+                self.load_state_dict(saved)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            raise UserError(
+                f"{resume.path}: a resume state that does not fit this run ({type(exc).__name__}: {first_line}); "
+                "delete it to start over"
+            ) from exc
+
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         self.schedule.load_state_dict(saved["schedule"])
         self.strategy.load_state_dict(saved["strategy"])
+        if self.scaler:
+            self.scaler.load_state_dict(saved["scaler"])
         if self.average:
             self.average.load_state_dict(saved["average"])
-        set_rng_state(saved["rng"])
+        if len(saved["rng"]) != distributed.world_size():
+            raise ValueError(f"saved by {len(saved['rng'])} process(es), resumed by {distributed.world_size()}")
+        set_rng_state(saved["rng"][distributed.rank()])
         self.history, self.best, self.best_state = saved["history"], saved["best"], saved["best_state"]
         self.best_outputs, self.global_step = saved["best_outputs"], saved["global_step"]
         self.epoch, self.done, self.tally = saved["epoch"], saved["step"], saved["tally"]
@@ -140,33 +162,52 @@ class Trainer:
     # -- the steps ---------------------------------------------------------------------------
 
     def task_loss(self, task: str, indices: torch.Tensor, step: int, resume: ResumeFile | None) -> torch.Tensor | None:
-        """This rank's share of one task's batch loss (data-parallel: its slice, weighted by the
-        slice's share of the batch); None for an empty slice."""
-        indices, share = distributed.shard(indices)
+        """This rank's share of one task's batch loss; None for an empty slice. Data-parallel, a
+        per-example loss is this rank's slice's, weighted by the slice's share of the batch; an
+        in-batch loss gathers the whole batch on every rank (the gradient returns to each rank's
+        own slice) and each rank takes 1/ranks of it; a batch too small to split among the ranks
+        is then scored whole by each."""
+        loss_fn, ranks = self.losses[task], distributed.world_size()
+        in_batch = loss_fn.in_batch and ranks > 1
+        whole = in_batch and len(indices) < ranks
+        share = 1.0
+        if not whole:
+            indices, share = distributed.shard(indices)
         self.tally["examples"] += len(indices)
         if len(indices) == 0:
             return None
         batch = self.runtime.to_device(self.train[task].batch(indices, self.model.pairs, self.settings["max_length"]))
         with autocast(self.runtime.device, self.runtime.dtype):
-            loss = self.losses[task](self.model(task, batch), batch["labels"])
+            prediction, labels = self.model(task, batch), batch["labels"]
+            if in_batch and not whole:
+                prediction, labels = distributed.gather_batch(prediction), distributed.gather_batch(labels)
+            loss = loss_fn(prediction, labels)
         value = loss.item()  # one device sync per task and step
         if not math.isfinite(value):
             kept = f"; the state after epoch {self.epoch - 1} is kept in {resume.path}" if resume and self.history else ""
             raise UserError(f"{self.label}: {task} loss became {value} at epoch {self.epoch} step {step}; lower lr{kept}")
         self.tally["sums"][task] += value
         self.tally["window"][task] += value
-        return loss * share
+        return loss / ranks if in_batch else loss * share
 
     def step(self, indices: dict[str, torch.Tensor], step: int, resume: ResumeFile | None) -> None:
         """One round-robin step: a batch of every task, their gradients combined by the strategy."""
         for loss in self.losses.values():
             loss.at_step(self.global_step, self.total)
         losses = {task: self.task_loss(task, idx, step, resume) for task, idx in indices.items()}
+        if self.scaler:  # one scale for every task: PCGrad's projections do not change with it
+            losses = {task: loss if loss is None else self.scaler.scale(loss) for task, loss in losses.items()}
         self.optimizer.zero_grad(set_to_none=True)
         self.strategy.backward(losses, self.shared, self.task_params)
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
         if self.settings["grad_clip"]:
             torch.nn.utils.clip_grad_norm_(self.params, self.settings["grad_clip"])
-        self.optimizer.step()
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.scheduler.step()
         if self.average:
             self.average.update()
@@ -212,9 +253,10 @@ class Trainer:
             shown = " ".join(f"{t} {self.tally['sums'][t] / step:.3f}" for t in self.train)
             rate = self.tally["examples"] / self.tally["seconds"]
             progress.update(bar, advance=1, info=f"loss {shown} | {rate:.0f} ex/s")
-            if request is not None and request.signum is not None and step < steps:
+            signum = distributed.agreed_signal(request.signum) if request is not None else None
+            if signum is not None and step < steps:
                 self.done = step
-                raise self.stopped(request.signum, resume)
+                raise self.stopped(signum, resume)
 
     def stopped(self, signum: int, resume: ResumeFile) -> Interrupted:
         """Save the state at the current step and say how to continue."""
@@ -227,14 +269,17 @@ class Trainer:
             "run the same command with --resume (or dvc repro) to continue",
         )
 
-    def fit(self, resume: ResumeFile | None = None) -> tuple[list[dict], dict[str, torch.Tensor]]:
+    def fit(self, resume: ResumeFile | None = None, request: StopRequest | None = None
+            ) -> tuple[list[dict], dict[str, torch.Tensor]]:
         saved = resume.load() if resume else None
         if saved is not None:
-            self.model.load_state_dict(saved["model"])
             if saved.get("finished"):
+                self.restore(saved, resume, ("model", "history", "dev_outputs"))
                 return saved["history"], saved["dev_outputs"]
-            self.load_state_dict(saved)
-        with (StopRequest() if resume else nullcontext()) as request, progress_bar() as progress:
+            self.restore(saved, resume, tuple(self.state_dict()))
+        owned = StopRequest() if request is None and resume else None  # a caller's request is entered already
+        request = request or owned
+        with owned or nullcontext(), progress_bar() as progress:
             progress.console.print(f"{self.label}: {self.epochs} epoch(s) of {self.schedule.steps_per_epoch} steps")
             if saved is not None:
                 progress.console.print(f"{self.label}: resuming from {resume.path} at epoch {self.epoch} step {self.done}")
@@ -244,8 +289,9 @@ class Trainer:
                 progress.console.print(f"{self.label} epoch {self.epoch}: dev " + ", ".join(f"{t} {s:.4f}" for t, s in scores.items()))
                 self.epoch, self.done, self.tally = self.epoch + 1, 0, fresh_tally(self.train)
                 if self.epoch <= self.epochs:
-                    if request is not None and request.signum is not None:
-                        raise self.stopped(request.signum, resume)
+                    signum = distributed.agreed_signal(request.signum) if request is not None else None
+                    if signum is not None:
+                        raise self.stopped(signum, resume)
                     if resume:
                         resume.save(self.state_dict())
         self.model.load_state_dict(self.best_state)
@@ -256,12 +302,13 @@ class Trainer:
 
 
 def fit(model: MultitaskBert, train: dict, dev: dict, settings, strategy: GradientStrategy, runtime: Runtime,
-        label: str, losses: dict[str, torch.nn.Module], resume: ResumeFile | None = None
-        ) -> tuple[list[dict], dict[str, torch.Tensor]]:
+        label: str, losses: dict[str, torch.nn.Module], resume: ResumeFile | None = None,
+        request: StopRequest | None = None) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Train, keep the best epoch's weights in ``model`` and return the per-epoch records and
     that epoch's raw dev outputs (evaluation reuses them instead of scoring dev again).
 
     With ``resume``, a state saved there under the same settings is continued from; Ctrl-C or
     SIGTERM saves the state there and raises ``Interrupted``; every finished epoch, and the
-    finished run, are saved there too (callers clear it once the run's outputs are written)."""
-    return Trainer(model, train, dev, settings, strategy, runtime, label, losses).fit(resume)
+    finished run, are saved there too (callers clear it once the run's outputs are written).
+    ``request``: a caller's stop request (already entered) to answer instead of a new one."""
+    return Trainer(model, train, dev, settings, strategy, runtime, label, losses).fit(resume, request)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -13,8 +15,9 @@ from optiminbert.errors import UserError
 from optiminbert.losses import contrastive_loss, task_loss
 from optiminbert.multitask import MultitaskBert
 from optiminbert.phases import Phase, Run
-from optiminbert.prepared import FeatureSplit, TaskSplit, split_path
-from optiminbert.resume import ResumeFile, fingerprint
+from optiminbert.prepared import FeatureSplit, TaskSplit, check_tokenizer, split_path
+from optiminbert.locks import directory_lock
+from optiminbert.resume import Interrupted, ResumeFile, StopRequest, fingerprint
 from optiminbert.rundir import RunDir, build_model
 from optiminbert.runtime import Runtime, autocast, precision_name, seed_everything
 from optiminbert.settings import Settings
@@ -42,8 +45,15 @@ def train_run(run: Run, settings: Settings, prepared_dir: str | Path, out_dir: s
     ``resume_path`` is where an interrupted run keeps its state (see ``resume.py``); with
     ``resume`` a state saved there under the same settings is continued, else it is discarded.
     The caller removes the file once the stage's outputs are all written."""
-    tasks = list(run.tasks)
     distributed.init()
+    # Only the main rank writes the run, so only it holds the directory.
+    with directory_lock(out_dir) if distributed.is_main() else nullcontext():
+        return _train_locked(run, settings, prepared_dir, Path(out_dir), resume_path, resume, phase)
+
+
+def _train_locked(run: Run, settings: Settings, prepared_dir: str | Path, out_dir: Path,
+                  resume_path: str | Path | None, resume: bool, phase: Phase | None) -> list[dict]:
+    tasks = list(run.tasks)
     runtime = Runtime.from_settings(settings)
     strategy = make_strategy(settings, len(tasks))
     seed_everything(settings.seed)
@@ -51,6 +61,7 @@ def train_run(run: Run, settings: Settings, prepared_dir: str | Path, out_dir: s
     distributed.broadcast_parameters(model)
     if distributed.active():
         torch.manual_seed(settings.seed + distributed.rank())  # each rank draws its own dropout masks
+    check_tokenizer(prepared_dir, settings.checkpoint)
     train = {t: TaskSplit.load(split_path(prepared_dir, t, "train")) for t in tasks}
     dev = {t: TaskSplit.load(split_path(prepared_dir, t, "dev")) for t in tasks}
     if run.frozen:
@@ -68,13 +79,23 @@ def train_run(run: Run, settings: Settings, prepared_dir: str | Path, out_dir: s
     if phase is not None:
         train, losses, extra = phase.training(run, settings, train, losses)
     state = None
-    # Resuming restores one process's RNG and data position; data-parallel runs start over.
-    if resume_path is not None and not distributed.active():
+    if resume_path is not None:
         sizes = {t: len(s) for t, s in train.items()}
-        state = ResumeFile(Path(resume_path), fingerprint(settings.record(), tasks, run.pairs, run.frozen, sizes, extra))
+        shape = (run.pairs, run.frozen, sizes, distributed.world_size())
+        state = ResumeFile(Path(resume_path), fingerprint(settings.record(), tasks, *shape, extra))
         if not resume:
             state.clear()
-    history, dev_outputs = fit(model, train, dev, settings, strategy, runtime, run.name, losses, state)
-    if distributed.is_main():
-        RunDir(out_dir).save(model, settings, history, dev_outputs, precision_name(runtime.dtype), frozen=run.frozen)
+    # A resumable run defers Ctrl-C and SIGTERM from its first step to the end of its save: the
+    # loop stops at a step and saves its state, the save finishes and then says so.
+    with StopRequest() if state is not None else nullcontext() as request:
+        history, dev_outputs = fit(model, train, dev, settings, strategy, runtime, run.name, losses, state, request)
+        if distributed.is_main():
+            RunDir(out_dir).save(model, settings, history, dev_outputs, precision_name(runtime.dtype), frozen=run.frozen)
+    signum = distributed.agreed_signal(request.signum) if request is not None else None
+    if signum is not None:
+        raise Interrupted(
+            signum,
+            f"{run.name}: stopped by {signal.Signals(signum).name} while saving; the save finished, {out_dir} "
+            "is complete; run the same command with --resume (or dvc repro) to continue",
+        )
     return history

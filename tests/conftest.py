@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from optiminbert.phases import Run
 from optiminbert.prepared import prepare
 from optiminbert.settings import Settings, resolve
 from optiminbert.training import train_run
+
+# No test reaches the Hugging Face Hub: a checkpoint name that is not a directory is looked up in
+# the cache only (CI machines have no route to it, and a hung request would stall the suite).
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/cs224n"
 SLICE_ROWS = 40

@@ -39,7 +39,7 @@ def test_the_console_script_shows_an_error_as_one_line(tmp_path):
     "args, fragments",
     [
         (["prepare", "--data", "no/such/dir"], ["data source no/such/dir is not a directory"]),
-        (["prepare", "--checkpoint", "not-a-bert"], ["checkpoint not-a-bert: not a directory"]),
+        (["prepare", "--checkpoint", "not-a-bert"], ["checkpoint not-a-bert: not in ", "and offline (HF_HUB_OFFLINE)"]),
         (["prepare", "--max-length", "2"], ["param max_length must be a whole number from 3 to 512", "got 2"]),
         (["train", "nonsense"], ["unknown phase 'nonsense': choose one of baseline, mtl, mtl_embed, specialist"]),
         (["train", "baseline", "--task", "imdb"], ["unknown task 'imdb'"]),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import functools
 import http.server
 import socket
 import threading
 from pathlib import Path
 from typing import Iterator
+from unittest import mock
 
 import pytest
 
@@ -19,7 +21,7 @@ from optiminbert.data import (
     Split,
     load_split,
     load_task,
-    resolve_source,
+    fetch,
     skip_report,
 )
 from optiminbert.errors import UserError
@@ -202,11 +204,43 @@ def test_file_with_only_a_header(tmp_path: Path) -> None:
     assert "ids-sst-dev.csv" in message and "no data rows" in message
 
 
-def test_unparseable_csv(tmp_path: Path) -> None:
-    # An unclosed quote runs on to the end of the file, past the csv module's field limit.
-    write(tmp_path, "ids-sst-dev.csv", SST_HEADER + '0\ta\t"unclosed' + " word" * 30_000 + "\t1\n")
-    message = user_error(load_split, tmp_path, "sst", "dev")
-    assert "ids-sst-dev.csv row 1" in message and "unreadable CSV" in message
+def test_an_unclosed_quote_is_blamed_on_its_own_row_not_the_rows_it_swallowed(tmp_path: Path) -> None:
+    write(tmp_path, "ids-sst-dev.csv", SST_HEADER + "0\ta\tgood\t1\n1\tb\t\"unclosed\t2\n2\tc\tfine\t3\n3\td\tlast\t4\n")
+    split = load_split(tmp_path, "sst", "dev")
+    assert [ex.id for ex in split.examples] == ["a"]
+    (skip,) = split.skipped
+    assert skip.row == 2 and skip.reason == "a quote opened on line 3 is not closed until line 5, so those lines read as one row"
+
+
+def test_a_text_over_the_length_limit_is_skipped_like_any_bad_row(tmp_path: Path) -> None:
+    """Past the csv module's own field limit (131,072 characters), which once stopped the file."""
+    write(tmp_path, "ids-sst-dev.csv", SST_HEADER + f"0\ta\t{'word ' * 30_000}\t1\n1\tb\tfine\t2\n")
+    split = load_split(tmp_path, "sst", "dev")
+    assert [ex.id for ex in split.examples] == ["b"]
+    assert split.skipped[0].row == 1 and "a text of 149,999 characters, over the 100,000" in split.skipped[0].reason
+    assert csv.field_size_limit() == 131072  # the module-wide limit is left as it was
+
+
+def test_a_row_the_csv_module_cannot_split_is_named_by_its_line(tmp_path: Path) -> None:
+    write(tmp_path, "ids-sst-dev.csv", SST_HEADER + "0\ta\tgood\t1\n")
+    real_reader = csv.reader
+
+    def failing_after_the_header(handle, **kwargs):
+        reader = real_reader(handle, **kwargs)
+
+        class Failing:
+            line_num = property(lambda self: reader.line_num)
+
+            def __next__(self):
+                if reader.line_num >= 1:
+                    raise csv.Error("injected")
+                return next(reader)
+
+        return Failing()
+
+    with mock.patch("csv.reader", failing_after_the_header):
+        message = user_error(load_split, tmp_path, "sst", "dev")
+    assert message == "ids-sst-dev.csv line 2: unreadable CSV (injected)"
 
 
 def test_unknown_task_and_split_list_the_valid_names(tmp_path: Path) -> None:
@@ -239,10 +273,28 @@ def test_skip_report() -> None:
     )
 
 
-def test_local_source_is_returned_as_is_or_rejected(tmp_path: Path) -> None:
-    assert resolve_source(tmp_path, tmp_path / "cache") == tmp_path
-    message = user_error(resolve_source, tmp_path / "nowhere", tmp_path / "cache")
-    assert "nowhere" in message and "not a directory" in message
+def task_files(directory: Path) -> None:
+    """One good row in every task file, as the CS224N folder holds them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for spec in TASKS.values():
+        for split in SPLITS:
+            header = "\tid\t" + "\t".join(spec.text_columns) + ("" if split == "test" else f"\t{spec.label_column}")
+            row = "0\tx\t" + "\t".join("text" for _ in spec.text_columns) + ("" if split == "test" else "\t1")
+            write(directory, spec.filename(split), f"{header}\n{row}\n")
+
+
+ALL_FILES = sorted(spec.filename(split) for spec in TASKS.values() for split in SPLITS)
+
+
+def test_a_local_source_is_copied_whole_or_refused(tmp_path: Path) -> None:
+    task_files(tmp_path / "source")
+    fetch(tmp_path / "source", tmp_path / "raw")
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ALL_FILES
+    assert "nowhere" in user_error(fetch, tmp_path / "nowhere", tmp_path / "other")
+    (tmp_path / "source" / "ids-sst-dev.csv").unlink()
+    message = user_error(fetch, tmp_path / "source", tmp_path / "other")
+    assert message.startswith(f"ids-sst-dev.csv not found in {tmp_path / 'source'}: point the data source")
+    assert not (tmp_path / "other").exists()
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -265,33 +317,20 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         server.server_close()
 
 
-def test_download_fills_the_cache_once(tmp_path: Path, served: tuple[Path, str]) -> None:
+def test_a_url_source_is_downloaded_whole(tmp_path: Path, served: tuple[Path, str]) -> None:
     root, url = served
-    (root / "data").mkdir()
-    for spec in TASKS.values():
-        for split in SPLITS:
-            header = "\tid\t" + "\t".join(spec.text_columns) + ("" if split == "test" else f"\t{spec.label_column}")
-            row = "0\tx\t" + "\t".join("text" for _ in spec.text_columns) + ("" if split == "test" else "\t1")
-            write(root / "data", spec.filename(split), f"{header}\n{row}\n")
-    cache = tmp_path / "cache"
-
-    assert resolve_source(url, cache) == cache
-    assert sorted(p.name for p in cache.iterdir()) == sorted(
-        spec.filename(split) for spec in TASKS.values() for split in SPLITS
-    )
-    assert load_split(cache, "quora", "dev").examples == [Example("x", ("text", "text"), 1.0)]
-
-    # Cached files are not fetched again: the server no longer has them.
-    for path in (root / "data").iterdir():
-        path.unlink()
-    assert resolve_source(url + "/", cache) == cache
+    task_files(root / "data")
+    for source in (url, url + "/"):
+        fetch(source, tmp_path / "raw")
+        assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ALL_FILES
+        assert load_split(tmp_path / "raw", "quora", "dev").examples == [Example("x", ("text", "text"), 1.0)]
 
 
 def test_download_failure_names_the_url(tmp_path: Path, served: tuple[Path, str]) -> None:
     _, url = served
-    message = user_error(resolve_source, url, tmp_path / "cache")
+    message = user_error(fetch, url, tmp_path / "raw")
     assert f"{url}/ids-sst-train.csv" in message and "404" in message
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    assert list(tmp_path.iterdir()) == [tmp_path / "served"]  # no partial copy, no temporary
 
 
 def test_unreachable_server_names_the_url(tmp_path: Path) -> None:
@@ -299,7 +338,7 @@ def test_unreachable_server_names_the_url(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/data/"
-    message = user_error(resolve_source, url, tmp_path / "cache")
+    message = user_error(fetch, url, tmp_path / "raw")
     assert f"{url}ids-sst-train.csv" in message
 
 

@@ -1,5 +1,6 @@
 """Data-parallel training: 2 gloo ranks launched by torchrun take the same steps as one process
-on the same global batches, with and without PCGrad."""
+on the same global batches, with and without PCGrad; stopped by SIGTERM, they save one state
+and resume to exactly the run they would have finished."""
 
 from __future__ import annotations
 
@@ -19,33 +20,73 @@ from safetensors.torch import load_file
 from optiminbert.phases import STUDY_TASKS
 
 BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.skipif(shutil.which("torchrun", path=str(BIN)) is None, reason="torchrun not installed")
+
+# The CLI with a strategy that sends rank 0 alone a real SIGTERM at its AT-th backward pass: the
+# other rank learns of it only through the ranks' agreement.
+SIGNAL_ON_RANK_0 = """
+import os, signal, sys
+from optiminbert import cli, distributed, training
+from optiminbert.surgery import PCGrad
+
+class SignalAt(PCGrad):
+    calls = 0
+
+    def backward(self, *args):
+        SignalAt.calls += 1
+        if SignalAt.calls == int(os.environ["AT"]) and distributed.rank() == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        super().backward(*args)
+
+training.make_strategy = lambda settings, tasks: SignalAt(settings)
+sys.argv = ["optiminbert", *sys.argv[1:]]
+cli.main()
+"""
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return {**load_file(run_dir / "heads.safetensors"), **load_file(run_dir / "encoder" / "model.safetensors")}
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=str(BIN)) is None, reason="torchrun not installed")
-@pytest.mark.parametrize("surgery", ["none", "pcgrad"])
-def test_two_gloo_ranks_equal_one_process(tmp_path, tiny_prepared, tiny_params, tiny_checkpoint, one_thread, surgery):
-    # No dropout anywhere: one process and two ranks draw different masks; all else must agree.
+def _settings(tmp_path: Path, tiny_checkpoint: Path, tiny_params, surgery: str, **losses):
+    """No dropout anywhere: one process and two ranks draw different masks; all else must agree."""
     checkpoint = tmp_path / "checkpoint"
     shutil.copytree(tiny_checkpoint, checkpoint)
     config = json.loads((checkpoint / "config.json").read_text())
     config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     (checkpoint / "config.json").write_text(json.dumps(config))
-    p = tiny_params.replace(checkpoint=str(checkpoint), epochs=2, steps_per_epoch=3, dropout=0.0, surgery=surgery)
-    train_tiny(p, STUDY_TASKS, "siamese", tiny_prepared, tmp_path / "single", name="single")
+    return tiny_params.replace(checkpoint=str(checkpoint), epochs=2, steps_per_epoch=3, dropout=0.0, surgery=surgery, **losses)
 
-    project = tmp_path / "project"
-    (project / "data").mkdir(parents=True)
-    os.symlink(tiny_prepared, project / "data" / "prepared")
+
+def _project(directory: Path, tiny_prepared: Path, p) -> Path:
+    (directory / "data").mkdir(parents=True)
+    os.symlink(tiny_prepared, directory / "data" / "prepared")
     keys = ("checkpoint", "device", "precision", "batch_size", "eval_batch_size", "lr", "max_length", "epochs",
             "steps_per_epoch", "dropout")
-    (project / "params.yaml").write_text(yaml.safe_dump({k: p[k] for k in keys} | {"mtl_embed": {"surgery": surgery}}))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launch = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(BIN / "optiminbert"), "train", "mtl_embed"]
-    result = subprocess.run(launch, cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    section = {k: p[k] for k in ("surgery", "contrastive", "online_contrastive")}
+    (directory / "params.yaml").write_text(yaml.safe_dump({k: p[k] for k in keys} | {"mtl_embed": section}))
+    return directory
+
+
+def _torchrun(project: Path, *args: str, program: list[str] | None = None, **env: str) -> subprocess.CompletedProcess:
+    launch = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", *(program or [str(BIN / "optiminbert")])]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    return subprocess.run([*launch, "train", "mtl_embed", *args], cwd=project, env=environment, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "surgery, losses",
+    # In-batch losses (MNRL's negatives, the online contrastive loss's hard pairs) read the global
+    # batch, gathered from both ranks: without the gather two ranks train another objective.
+    [("none", dict(contrastive="mnrl", online_contrastive=0.1)), ("pcgrad", {})],
+    ids=["sum-in-batch-losses", "pcgrad"],
+)
+def test_two_gloo_ranks_equal_one_process(tmp_path, tiny_prepared, tiny_params, tiny_checkpoint, one_thread, surgery, losses):
+    p = _settings(tmp_path, tiny_checkpoint, tiny_params, surgery, **losses)
+    train_tiny(p, STUDY_TASKS, "siamese", tiny_prepared, tmp_path / "single", name="single")
+    project = _project(tmp_path / "project", tiny_prepared, p)
+    result = _torchrun(project)
     assert result.returncode == 0, result.stderr[-3000:]
 
     single, ranks = _weights(tmp_path / "single"), _weights(project / "models" / "mtl_embed")
@@ -55,3 +96,27 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, tiny_prepared, tiny_params, 
     start = load_file(Path(p["checkpoint"]) / "model.safetensors")
     moved = sum(not torch.equal(start[k], single[k]) for k in start if k in single)
     assert moved > 0  # the runs trained: agreeing on untouched weights would prove nothing
+
+
+def test_two_gloo_ranks_stopped_by_sigterm_resume_to_the_uninterrupted_run(tmp_path, tiny_prepared, tiny_params,
+                                                                          tiny_checkpoint, one_thread):
+    p = _settings(tmp_path, tiny_checkpoint, tiny_params, "pcgrad")
+    straight = _project(tmp_path / "straight", tiny_prepared, p)
+    assert _torchrun(straight).returncode == 0
+
+    stopped = _project(tmp_path / "stopped", tiny_prepared, p)
+    script = tmp_path / "signal_on_rank_0.py"
+    script.write_text(SIGNAL_ON_RANK_0)
+    result = _torchrun(stopped, program=[str(script)], AT="4")  # epoch 2, step 1 of 3
+    assert result.returncode != 0
+    state = stopped / ".resume" / "mtl_embed.pt"
+    message = f"interrupted: mtl_embed: stopped by SIGTERM at epoch 2 step 1/3; state saved to {Path('.resume/mtl_embed.pt')}"
+    assert result.stderr.count(message) == 2, result.stderr[-3000:]  # both ranks stopped at the same step
+    assert state.is_file() and not (stopped / "models" / "mtl_embed").exists()
+    assert len(torch.load(state, weights_only=True)["rng"]) == 2  # each rank's own dropout generator
+
+    result = _torchrun(stopped, "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    ours, theirs = _weights(stopped / "models" / "mtl_embed"), _weights(straight / "models" / "mtl_embed")
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert not state.exists()

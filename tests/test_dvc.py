@@ -115,8 +115,8 @@ def training_runs(stage) -> list[phases.Run] | None:
 def step_of(stage) -> str | None:
     """The settings.STEPS step a stage that trains nothing runs (None: it reads no params)."""
     words = argv(stage)
-    if words[1] == "stages/prepare.py":
-        return "prepare"
+    if words[1] in ("stages/fetch.py", "stages/prepare.py"):
+        return Path(words[1]).stem
     if words[1] == "stages/evaluate.py":
         return "ensemble" if words[2] == "ensemble" else "evaluate"
     if words[1] == "stages/teach.py":
@@ -300,6 +300,15 @@ def test_each_stage_lists_exactly_the_params_its_runs_read(pipelines, tree):
 def test_each_stage_depends_on_exactly_the_code_its_script_imports(pipelines, closures):
     problems = code_problems(pipelines, closures)
     assert problems == [], "\n".join(problems)
+
+
+def test_no_stage_reads_a_path_outside_the_repository(pipelines):
+    """DVC runs queued and --temp experiments in a copy of the repository, where a path outside it
+    (the data source once was) does not exist; the fetch stage copies the data inside."""
+    outside = {pipelines.address(s): sorted(p for p in dep_paths(s, ROOT) if p.startswith("..")) for s in pipelines.stages}
+    assert {address: paths for address, paths in outside.items() if paths} == {}
+    assert "data/raw" in dep_paths(pipelines.stage("prepare"), ROOT)
+    assert out_paths(pipelines.stage("fetch"), ROOT) == {"data/raw"}
 
 
 def test_every_phase_is_trained_evaluated_reported_and_plotted(pipelines):

@@ -203,3 +203,91 @@ def test_loss_settings_out_of_range_are_named(tiny_params, bad, message):
 def test_zero_weight_and_margin_are_valid(tiny_params):
     loss = task_loss("quora", "siamese", tiny_params.replace(online_contrastive=0.0, online_contrastive_margin=0.0))
     assert type(loss) is SiameseParaphraseLoss and loss.weight == 0.0 and loss.contrastive.margin == 0.0
+
+
+# -- against sentence-transformers (the test oracle), on the same embeddings -------------------
+
+
+class FeedsEmbeddings(torch.nn.Module):
+    """Stands in for a SentenceTransformer: a column's features carry its embeddings ready-made,
+    so both implementations score exactly the same numbers."""
+
+    def __init__(self, key: str, tokenizer):
+        super().__init__()
+        self.key, self.tokenizer, self.max_seq_length = key, tokenizer, 32
+
+    def forward(self, features: dict) -> dict:
+        return {"sentence_embedding": features[self.key]}
+
+
+@pytest.fixture(scope="module")
+def st_losses(tiny_checkpoint):
+    losses = pytest.importorskip("sentence_transformers.losses")
+    import transformers
+
+    tokenizer = transformers.BertTokenizerFast(vocab_file=str(tiny_checkpoint / "vocab.txt"))
+    return losses, FeedsEmbeddings("model", tokenizer), FeedsEmbeddings("guide", tokenizer)
+
+
+def columns(prediction: torch.Tensor, guide: torch.Tensor | None = None) -> list[dict]:
+    return [{"model": prediction[:, i], **({"guide": guide[:, i]} if guide is not None else {})} for i in range(2)]
+
+
+def random_pairs(seed: int, batch: int = 12, width: int = 16) -> torch.Tensor:
+    return torch.randn(batch, 2, width, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mnrl_agrees_with_sentence_transformers(st_losses, seed):
+    losses, model, _ = st_losses
+    prediction = random_pairs(seed)
+    theirs = losses.MultipleNegativesRankingLoss(model, scale=20.0)(columns(prediction), None)
+    torch.testing.assert_close(MultipleNegativesRankingLoss(20.0)(prediction), theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.1])
+def test_gist_agrees_with_sentence_transformers_without_exact_ties(st_losses, margin):
+    losses, model, guide_model = st_losses
+    prediction, guide = random_pairs(3), random_pairs(4, width=8)
+    theirs = losses.GISTEmbedLoss(model, guide_model, temperature=0.01, margin=margin)(columns(prediction, guide), None)
+    torch.testing.assert_close(GISTEmbedLoss(0.01, margin)(prediction, guide), theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_gist_masks_a_duplicate_of_the_positive_which_sentence_transformers_keeps(st_losses):
+    """A candidate the guide rates exactly as similar as the positive: masked here (>=), a
+    negative there (>); the same as theirs with the cut an epsilon lower."""
+    losses, model, guide_model = st_losses
+    prediction, guide = random_pairs(5), random_pairs(6, width=8)
+    prediction[1, 1], guide[1, 1] = prediction[0, 1], guide[0, 1]  # row 1's positive duplicates row 0's
+    ours = GISTEmbedLoss(0.01, 0.0)(prediction, guide)
+    theirs = losses.GISTEmbedLoss(model, guide_model, temperature=0.01, margin=0.0)(columns(prediction, guide), None)
+    lowered = losses.GISTEmbedLoss(model, guide_model, temperature=0.01, margin=1e-6)(columns(prediction, guide), None)
+    assert not torch.allclose(ours, theirs, rtol=1e-4)
+    torch.testing.assert_close(ours, lowered, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("labels", [[1, 0, 1, 0, 0, 1, 1, 0, 0, 0, 1, 0], [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]],
+                         ids=["both-classes", "one-paraphrase"])
+def test_online_contrastive_agrees_with_sentence_transformers_on_binary_two_class_batches(st_losses, labels):
+    losses, model, _ = st_losses
+    prediction, labels = random_pairs(7), torch.tensor(labels, dtype=torch.float32)
+    theirs = losses.OnlineContrastiveLoss(model, margin=0.5)(columns(prediction), labels)
+    torch.testing.assert_close(OnlineContrastiveLoss(0.5)(prediction, labels), theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_online_contrastive_counts_every_pair_of_a_one_class_batch_where_sentence_transformers_counts_the_far_half(st_losses):
+    losses, model, _ = st_losses
+    prediction, labels = random_pairs(8), torch.ones(12)
+    distance = 1 - F.cosine_similarity(prediction[:, 0], prediction[:, 1])
+    theirs = losses.OnlineContrastiveLoss(model, margin=0.5)(columns(prediction), labels)
+    torch.testing.assert_close(OnlineContrastiveLoss(0.5)(prediction, labels), distance.pow(2).sum())
+    torch.testing.assert_close(theirs, distance[distance > distance.mean()].pow(2).sum())
+
+
+def test_the_cosine_similarity_loss_agrees_with_sentence_transformers_on_scores_scaled_to_one(st_losses):
+    losses, model, _ = st_losses
+    prediction, scores = random_pairs(9), torch.rand(12, generator=torch.Generator().manual_seed(9)) * 5
+    u, v = prediction.unbind(1)
+    theirs = losses.CosineSimilarityLoss(model)(columns(prediction), scores / 5)
+    ours = CosineSimilarityLoss()(5 * F.cosine_similarity(u, v), scores)  # the STS head's 5·cos(u, v)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)

@@ -332,6 +332,60 @@ def test_non_bert_model_type(tiny_checkpoint):
     assert str(config_path) in message and "'gpt2'" in message
 
 
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        ({"num_attention_heads": 0}, "num_attention_heads must be at least 1, got 0"),
+        ({"hidden_size": "abc"}, "hidden_size must be a number, got 'abc'"),
+        ({"num_hidden_layers": 2.5}, "num_hidden_layers must be a whole number, got 2.5"),
+        ({"vocab_size": True}, "vocab_size must be a number, got True"),
+        ({"hidden_dropout_prob": 1.5}, "hidden_dropout_prob must be a probability from 0 to below 1, got 1.5"),
+        ({"layer_norm_eps": -1e-12}, "layer_norm_eps must be a positive number, got -1e-12"),
+        ({"hidden_act": 3}, "hidden_act must be a string, got 3"),
+    ],
+    ids=["zero-heads", "text-width", "fractional-layers", "bool-vocab", "dropout", "negative-eps", "act-number"],
+)
+def test_a_malformed_config_value_is_named(tiny_checkpoint, edit, problem):
+    config_path = tiny_checkpoint / "config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), **edit}))
+    assert load_error(tiny_checkpoint) == f"{config_path}: {problem}"
+
+
+def test_a_config_that_is_not_an_object_is_named(tiny_checkpoint):
+    config_path = tiny_checkpoint / "config.json"
+    config_path.write_text("[1, 2]")
+    assert load_error(tiny_checkpoint) == f"{config_path}: expected a JSON object of model config, got a list"
+
+
+def test_a_vocabulary_larger_than_the_embeddings_is_refused(tiny_checkpoint):
+    vocab = tiny_checkpoint / "vocab.txt"
+    size = json.loads((tiny_checkpoint / "config.json").read_text())["vocab_size"]
+    vocab.write_text("\n".join(f"tok{i}" for i in range(size + 1)) + "\n")
+    assert load_error(tiny_checkpoint) == (
+        f"{tiny_checkpoint}: vocab.txt has {size + 1} tokens but config.json's vocab_size is {size}, "
+        "so some token ids have no embedding"
+    )
+
+
+@pytest.mark.parametrize("content, problem", [("", "empty, so this checkpoint has no vocabulary"),
+                                              ("hello\nworld\n", "no [CLS] token, so this is not a BERT vocabulary")])
+def test_a_vocabulary_the_tokenizer_cannot_use_is_named(tiny_checkpoint, content, problem):
+    (tiny_checkpoint / "vocab.txt").write_text(content)
+    with pytest.raises(UserError) as info:
+        load_tokenizer(tiny_checkpoint, 32)
+    assert str(info.value) == f"{tiny_checkpoint / 'vocab.txt'}: {problem}"
+
+
+def test_a_pickled_checkpoint_with_objects_is_refused_in_one_line(tiny_checkpoint):
+    (tiny_checkpoint / "model.safetensors").unlink()
+    path = tiny_checkpoint / "pytorch_model.bin"
+    torch.save({"weights": {}, "optimizer": Path("x")}, path)  # a Python object the safe unpickler refuses
+    assert load_error(tiny_checkpoint) == (
+        f"{path}: holds Python objects besides tensors, which are never loaded (loading them could run code); "
+        "save the weights as model.safetensors"
+    )
+
+
 @pytest.mark.parametrize("kind", ["file", "missing"])
 def test_path_that_is_not_a_directory(tmp_path, kind):
     path = tmp_path / "weights.safetensors"

@@ -22,7 +22,7 @@ from optiminbert import training
 from optiminbert.errors import Interrupted, UserError
 from optiminbert.phases import STUDY_TASKS
 from optiminbert.resume import ResumeFile
-from optiminbert.rundir import DEV_OUTPUTS
+from optiminbert.rundir import DEV_OUTPUTS, RunDir
 from optiminbert.settings import resolve
 from optiminbert.surgery import PCGrad, SumLosses
 from optiminbert.training import train_run
@@ -109,6 +109,45 @@ def test_only_a_change_to_a_setting_the_run_uses_starts_it_over(tmp_path, tiny_p
     monkeypatch.setattr(ResumeFile, "load", lambda self, load=ResumeFile.load: loaded.append(load(self)) or loaded[-1])
     train_run(run, settings.replace(**change), tiny_prepared, tmp_path / "run", state, resume=True)
     assert [saved is not None and (saved["epoch"], saved["step"]) for saved in loaded] == [resumed and (1, 2)]
+
+
+def test_sigterm_while_saving_finishes_the_save_and_says_so(tmp_path, tiny_prepared, tiny_params, one_thread, monkeypatch):
+    """SIGTERM during the save once killed the process (exit 143, no message) between two files."""
+    run = tiny_run(["sst"], "cross")
+    settings = resolve({**tiny_params, "epochs": 1, "steps_per_epoch": 3}, shape=run.shape)
+    state, out = tmp_path / "state.pt", tmp_path / "run"
+    real_save = RunDir.save
+
+    def save_under_fire(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunDir, "save", save_under_fire)
+    with pytest.raises(Interrupted) as stopped:
+        train_run(run, settings, tiny_prepared, out, state)
+    assert str(stopped.value) == (
+        f"run: stopped by SIGTERM while saving; the save finished, {out} is complete; "
+        "run the same command with --resume (or dvc repro) to continue"
+    )
+    monkeypatch.undo()
+    RunDir(out).load()
+    assert train_run(run, settings, tiny_prepared, tmp_path / "again", state, resume=True) == RunDir(out).meta()["history"]
+
+
+def test_a_damaged_state_with_the_right_fingerprint_is_a_one_line_error(tmp_path, tiny_prepared, tiny_params, one_thread, monkeypatch):
+    run = tiny_run(["sst"], "cross")
+    settings = resolve({**tiny_params, "epochs": 1, "steps_per_epoch": 3}, shape=run.shape)
+    state = tmp_path / "state.pt"
+    monkeypatch.setattr(training, "make_strategy", lambda settings, tasks: SumSignalAtStep(settings, 2))
+    with pytest.raises(Interrupted):
+        train_run(run, settings, tiny_prepared, tmp_path / "run", state)
+    monkeypatch.undo()
+    saved = torch.load(state, weights_only=True)
+    del saved["optimizer"]
+    torch.save(saved, state)
+    with pytest.raises(UserError) as refused:
+        train_run(run, settings, tiny_prepared, tmp_path / "run", state, resume=True)
+    assert str(refused.value) == f"{state}: a resume state that does not fit this run (KeyError: 'optimizer'); delete it to start over"
 
 
 def test_a_state_saved_under_other_settings_is_not_resumed(tmp_path):

@@ -4,6 +4,7 @@ run.json records only the settings the run used, and a damaged run is refused in
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 from pathlib import Path
@@ -18,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from optiminbert import evaluation
 from optiminbert.errors import UserError
 from optiminbert.inference import predict
+from optiminbert.locks import directory_lock
 from optiminbert.prepared import TaskSplit, split_path
 from optiminbert.rundir import DEV_OUTPUTS, HEADS, RUN_JSON, RunDir
 from optiminbert.runtime import Runtime
@@ -193,3 +195,38 @@ def test_a_directory_without_run_json_is_not_a_trained_run(damaged: Path) -> Non
     (damaged / RUN_JSON).unlink()
     assert load_error(damaged) == f"{damaged}: no trained model here (run.json missing); train it first"
     assert not RunDir(damaged).exists()
+
+
+# -- a run is saved whole, by one writer ----------------------------------------------------------
+
+
+def save_again(directory: Path, **patches) -> None:
+    model, meta = RunDir(directory).load()
+    settings = RunDir(directory).settings(meta)
+    with mock.patch.multiple("optiminbert.rundir", **patches) if patches else contextlib.nullcontext():
+        RunDir(directory).save(model, settings, meta["history"], load_file(directory / DEV_OUTPUTS), "fp32")
+
+
+@pytest.mark.parametrize("failing", ["write_json_atomic", "write_safetensors_atomic"])
+def test_a_save_cut_short_leaves_the_old_run_whole(damaged: Path, failing: str) -> None:
+    """The old run.json once stayed beside a new encoder: evaluation mixed two runs."""
+    before = snapshot(damaged)
+    with pytest.raises(OSError, match="injected"):
+        save_again(damaged, **{failing: mock.Mock(side_effect=OSError(28, "injected"))})
+    assert snapshot(damaged) == before
+    assert [p.name for p in damaged.parent.iterdir()] == [damaged.name]  # no temporary left
+
+
+def test_a_new_save_replaces_the_whole_run(damaged: Path) -> None:
+    (damaged / "left-from-an-older-run.txt").write_text("stale")
+    save_again(damaged)
+    assert not (damaged / "left-from-an-older-run.txt").exists()
+    RunDir(damaged).load()
+
+
+def test_a_second_run_into_a_directory_in_use_is_refused_before_any_work(tiny_params, tiny_prepared: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with directory_lock(out), pytest.raises(UserError, match=rf"^{re.escape(str(out))} is in use by another run \(pid \d+\)"):
+        with mock.patch("optiminbert.training.build_model", side_effect=AssertionError("worked before refusing")):
+            train_run(tiny_run(["sst"], "cross"), tiny_params, tiny_prepared, out)
+    assert list(tmp_path.iterdir()) == []

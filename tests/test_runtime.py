@@ -18,7 +18,7 @@ def no_allocator_changes(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "precision, dtype", [("fp32", None), ("bf16", torch.bfloat16), ("auto", "cpu-dependent")]
+    "precision, dtype", [("fp32", None), ("bf16", torch.bfloat16), ("fp16", torch.float16), ("auto", "cpu-dependent")]
 )
 def test_runtime_from_settings_resolves_device_and_precision(tiny_params, no_allocator_changes, precision, dtype) -> None:
     got = Runtime.from_settings(tiny_params.replace(device="cpu", precision=precision))
@@ -26,7 +26,17 @@ def test_runtime_from_settings_resolves_device_and_precision(tiny_params, no_all
     if dtype == "cpu-dependent":  # bf16 only where the CPU has native bf16 dot products
         dtype = torch.bfloat16 if runtime._cpu_has_bf16() else None
     assert got.dtype == dtype
-    assert runtime.precision_name(got.dtype) == ("fp32" if dtype is None else "bf16")
+    assert runtime.precision_name(got.dtype) == {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    assert (runtime.grad_scaler(got) is not None) == (dtype == torch.float16)  # loss scaling for fp16 only
+
+
+@pytest.mark.parametrize("native_bf16, dtype", [(True, torch.bfloat16), (False, torch.float16)], ids=["A100", "T4"])
+def test_auto_precision_on_a_gpu_is_bf16_only_where_it_is_native(monkeypatch, native_bf16, dtype) -> None:
+    """bf16 on a T4 or V100 is emulated, slowly: there auto is fp16 with loss scaling."""
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: asked.append(including_emulation) or native_bf16)
+    assert runtime.resolve_precision("auto", torch.device("cuda")) == dtype
+    assert asked == [False]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible")

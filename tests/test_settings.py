@@ -114,7 +114,7 @@ def test_known_sections_are_the_steps_phases_and_their_run_sections():
         "ensemble": {},
     }
     # the order error messages list them in: prepare, the phases as registered, then the steps after training
-    assert list(known) == ["prepare", *phases.PHASES, "evaluate", "ensemble"]
+    assert list(known) == ["fetch", "prepare", *phases.PHASES, "evaluate", "ensemble"]
     assert list(known["baseline"]) == ["pretrain", "finetune", "sst", "cfimdb"]
 
 
@@ -161,7 +161,7 @@ def test_exponent_floats_as_dvc_writes_them_are_numbers(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("specialst:\n  lr: 1.0e-3\n", "unknown section specialst; known: prepare, baseline, mtl, mtl_embed, specialist"),
+        ("specialst:\n  lr: 1.0e-3\n", "unknown section specialst; known: fetch, prepare, baseline, mtl, mtl_embed, specialist"),
         ("specialist:\n  quroa:\n    lr: 1.0\n", "unknown section specialist.quroa; known: specialist.sst, specialist.quora, specialist.sts"),
         ("mtl:\n  sst:\n    lr: 1.0\n", "unknown section mtl.sst; known: none (mtl takes params only)"),
         ("baseline:\n  pretrian:\n    lr: 1.0\n", "unknown section baseline.pretrian; known: baseline.pretrain, baseline.finetune"),
@@ -332,7 +332,8 @@ def test_resolve_step_reads_its_own_section_and_uses_only_its_settings():
     tree = settings.load(PARAMS)
     prepare = settings.resolve_step(tree, "prepare")
     assert prepare.used == STEPS["prepare"] and prepare.cfimdb_max_length == 256
-    assert prepare.record() == {"checkpoint": "default", "data": "../shared/data/cs224n", "max_length": 128, "cfimdb_max_length": 256}
+    assert prepare.record() == {"checkpoint": "default", "max_length": 128, "cfimdb_max_length": 256}
+    assert settings.resolve_step(tree, "fetch").record() == {"data": "../shared/data/cs224n"}
     assert settings.resolve_step(tree, "ensemble").members == ["mtl", "mtl_embed", "specialist"]
     evaluate = settings.resolve_step({**tree, "evaluate": {"eval_batch_size": 64}}, "evaluate", {"device": "cpu"})
     assert evaluate.record() == {"device": "cpu", "precision": "auto", "eval_batch_size": 64}

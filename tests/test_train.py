@@ -77,3 +77,27 @@ def test_a_nan_loss_stops_naming_task_and_step_and_keeps_the_last_epoch(tmp_path
     assert not (tmp_path / "run").exists()  # nothing half-written
     kept = torch.load(state, weights_only=True)
     assert (kept["epoch"], kept["step"], len(kept["history"])) == (2, 0, 1)
+
+
+def test_fp16_training_scales_the_losses_and_resumes_the_scale(tmp_path, tiny_prepared, tiny_params, monkeypatch) -> None:
+    """fp16 (here on the CPU, as on an older GPU) trains through a gradient scaler whose scale is
+    part of the resumable state."""
+    settings = tiny_params.replace(precision="fp16", epochs=1, steps_per_epoch=3)
+    scaled = []
+    real_scale = torch.amp.GradScaler.scale
+    monkeypatch.setattr(torch.amp.GradScaler, "scale", lambda self, loss: scaled.append(loss.detach()) or real_scale(self, loss))
+    history = train_tiny(settings, ["sst", "sts"], "siamese", tiny_prepared, tmp_path / "run")
+    assert len(scaled) == 2 * 3 and all(torch.isfinite(loss) for loss in scaled)
+    assert history[0]["dev"]["sst"] >= 0
+
+    fp16 = Runtime(torch.device("cpu"), torch.float16)
+    split = TaskSplit.load(split_path(tiny_prepared, "sst", "train"))
+    trainer = Trainer(build_model(settings, ["sst"], "cross"), {"sst": split}, {"sst": split}, settings,
+                      SumLosses(settings), fp16, "test", {"sst": task_loss("sst", "cross", settings)})
+    trainer.scaler.scale(torch.ones(()))  # the scale exists from the first scaled loss
+    trainer.scaler.update(1234.0)
+    state = trainer.state_dict()
+    again = Trainer(build_model(settings, ["sst"], "cross"), {"sst": split}, {"sst": split}, settings,
+                    SumLosses(settings), fp16, "test", {"sst": task_loss("sst", "cross", settings)})
+    again.load_state_dict(state)
+    assert again.scaler.get_scale() == 1234.0

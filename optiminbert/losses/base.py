@@ -14,6 +14,9 @@ from optiminbert.schema import Setting
 
 class Loss(nn.Module):
     settings: tuple[Setting, ...] = ()
+    # A loss that compares each example with the rest of its batch (in-batch negatives, the batch's
+    # hard pairs): data-parallel ranks gather the whole batch for it instead of each scoring a slice.
+    in_batch: bool = False
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> "Loss":

@@ -27,6 +27,10 @@ class DistillationLoss(Loss):
         self.gold, self.kind, self.temperature, self.anneal = gold, kind, temperature, anneal
         self.weight = 0.0 if anneal else gold_weight
 
+    @property
+    def in_batch(self) -> bool:
+        return self.gold.in_batch
+
     def at_step(self, step: int, total: int) -> None:
         if self.anneal:
             self.weight = step / total

@@ -15,6 +15,7 @@ from optiminbert.schema import Setting, positive, siamese
 
 class MultipleNegativesRankingLoss(Loss):
     name = "mnrl"
+    in_batch = True
     settings = (
         Setting("mnrl_scale", 20.0, "MNRL: cosine similarities times this, then cross-entropy", check=positive,
                 applies=siamese, when=lambda v: v["contrastive"] == "mnrl"),

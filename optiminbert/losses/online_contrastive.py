@@ -5,8 +5,10 @@ distance) and other pairs pushed beyond ``margin`` (the squared shortfall). Onli
 sentence-transformers' loss of that name: only the batch's hard pairs count, paraphrases farther
 apart than the closest non-paraphrase and non-paraphrases closer than the farthest paraphrase
 (every pair of a class when the batch has none of the other). Summed over them, not averaged,
-as in sentence-transformers. ``prediction`` is (B, 2, d), u beside v; ``labels`` are 1 for
-paraphrases, 0 otherwise."""
+as in sentence-transformers (tested against it), which differs in two cases: in a batch of one
+class it counts only the pairs beyond that class's mean distance, and it ignores a label other
+than 0 or 1 (here a paraphrase when above 0.5). ``prediction`` is (B, 2, d), u beside v;
+``labels`` are 1 for paraphrases, 0 otherwise."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from optiminbert.losses.base import Loss
 
 
 class OnlineContrastiveLoss(Loss):
+    in_batch = True
     def __init__(self, margin: float = 0.5):
         super().__init__()
         self.margin = margin

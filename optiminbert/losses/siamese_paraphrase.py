@@ -29,6 +29,10 @@ class SiameseParaphraseLoss(BinaryCrossEntropyLoss):
         self.weight = weight
         self.contrastive = OnlineContrastiveLoss(margin)
 
+    @property
+    def in_batch(self) -> bool:
+        return bool(self.weight)
+
     @classmethod
     def from_settings(cls, settings) -> "SiameseParaphraseLoss":
         return cls(settings["online_contrastive"], settings["online_contrastive_margin"])

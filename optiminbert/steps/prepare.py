@@ -1,7 +1,8 @@
-"""Step ``prepare``: clean and tokenize every task's data once, into data/prepared/."""
+"""Step ``prepare``: clean and tokenize every task's data (data/raw/, from ``fetch``) once, into data/prepared/."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 from rich.console import Console
@@ -10,7 +11,7 @@ from optiminbert import prepared
 from optiminbert.checkpoints import resolve_checkpoint
 from optiminbert.data import TASKS
 from optiminbert.model import BertConfig
-from optiminbert.paths import PREPARED
+from optiminbert.paths import PREPARED, RAW
 from optiminbert.settings import Settings, resolve_step
 
 
@@ -19,11 +20,17 @@ def lengths(settings: Settings) -> dict[str, int]:
     return {task: settings.cfimdb_max_length if task == "cfimdb" else settings.max_length for task in TASKS}
 
 
-def prepare(tree: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> None:
+def checked_settings(tree: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> Settings:
+    """The step's settings; a wrong checkpoint or length fails here, before any data is read or written."""
     s = resolve_step(tree, "prepare", overrides)
-    # A wrong checkpoint or length fails before any data is read or written.
     config = BertConfig.from_json(resolve_checkpoint(s.checkpoint) / "config.json")
     config.check_length("max_length", s.max_length)
     config.check_length("cfimdb_max_length", s.cfimdb_max_length)
-    skipped = prepared.prepare(s.data, PREPARED, s.checkpoint, lengths(s))
+    return s
+
+
+def prepare(tree: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, source: str | Path = RAW) -> None:
+    """Tokenize the task files in ``source`` (the fetch step's copy unless told) into data/prepared/."""
+    s = checked_settings(tree, overrides)
+    skipped = prepared.prepare(source, PREPARED, s.checkpoint, lengths(s))
     Console(stderr=True).print(skipped or "no rows skipped")

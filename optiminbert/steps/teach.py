@@ -11,7 +11,7 @@ from optiminbert import phases
 from optiminbert.inference import predict
 from optiminbert.paths import MODELS, PREPARED, TEACHERS
 from optiminbert.phases import STUDY_TASKS
-from optiminbert.prepared import TaskSplit, split_path
+from optiminbert.prepared import TaskSplit, check_tokenizer, split_path
 from optiminbert.rundir import RunDir
 from optiminbert.runtime import Runtime
 from optiminbert.settings import Settings, resolve, section_values
@@ -38,6 +38,7 @@ def teach(tree: Mapping[str, Any]) -> None:
         for teacher in s.teachers:
             run_dir = RunDir(phases.get(teacher).run_for(task).path(MODELS))
             model, meta = run_dir.load()
+            check_tokenizer(PREPARED, run_dir.encoder_path)
             model.to(runtime.device)
             raw.append(predict(model, task, split, runtime, s.eval_batch_size, run_dir.settings(meta).max_length))
         save_predictions(raw, list(s.teachers), split, teachers_path(TEACHERS, task))

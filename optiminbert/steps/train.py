@@ -56,5 +56,6 @@ def train(tree: Mapping[str, Any], phase: str, task: str | None = None, mode: st
         if distributed.is_main():
             write_curves(history, root / PLOTS, run.name)
     # Only now: an interrupted stage re-run by DVC (which first clears models/) skips finished runs.
-    for run, _ in runs:
-        resume_path(run, root).unlink(missing_ok=True)
+    if distributed.is_main():
+        for run, _ in runs:
+            resume_path(run, root).unlink(missing_ok=True)
