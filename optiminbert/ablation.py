@@ -75,7 +75,13 @@ def render(results: dict) -> str:
 
 def write_report(ablation_dir: Path, specialists_dir: Path) -> str:
     results = collect(ablation_dir, specialists_dir)
-    write_json_atomic(results, ablation_dir / "metrics.json")
+    # Wall-clock times vary with the machine and its load: kept out of the metrics that
+    # `dvc metrics diff` compares, in a file of their own.
+    scores = {task: {loss: {k: v for k, v in r.items() if k != "train_seconds"} for loss, r in runs.items()}
+              for task, runs in results.items()}
+    write_json_atomic(scores, ablation_dir / "metrics.json")
+    write_json_atomic({task: {loss: r["train_seconds"] for loss, r in runs.items()} for task, runs in results.items()},
+                      ablation_dir / "timings.json")
     text = render(results)
     write_text_atomic(text, ablation_dir / "report.md")
     return text

@@ -35,7 +35,16 @@ LOG_EVERY = 20  # steps per point of the training-loss curve
 ADAM = {"betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.0}
 
 
+LOG_LINES = 10  # progress lines per epoch where stderr is a log, not a terminal
+
+
 def progress_bar() -> Progress:
+    """A live bar in a terminal. In a log (dvc repro's output, CI) nothing redraws: the loop
+    prints plain lines instead (``Trainer.run_epoch``), and the console is wide enough that no
+    line is cut short."""
+    console = Console(stderr=True)  # stdout stays for results (e.g. `optiminbert evaluate`)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=200)
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -43,7 +52,8 @@ def progress_bar() -> Progress:
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),  # stdout stays for results (e.g. `optiminbert evaluate`)
+        console=console,
+        disable=not console.is_terminal,
     )
 
 
@@ -253,6 +263,10 @@ class Trainer:
             shown = " ".join(f"{t} {self.tally['sums'][t] / step:.3f}" for t in self.train)
             rate = self.tally["examples"] / self.tally["seconds"]
             progress.update(bar, advance=1, info=f"loss {shown} | {rate:.0f} ex/s")
+            if not progress.console.is_terminal and (step % max(1, steps // LOG_LINES) == 0 or step == steps):
+                elapsed = time.strftime("%H:%M:%S", time.gmtime(self.tally["seconds"]))
+                progress.console.print(f"{self.label} epoch {self.epoch}/{self.epochs}: step {step}/{steps}, "
+                                       f"loss {shown}, {rate:.0f} ex/s, {elapsed} elapsed", highlight=False)
             signum = distributed.agreed_signal(request.signum) if request is not None else None
             if signum is not None and step < steps:
                 self.done = step

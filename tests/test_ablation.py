@@ -27,7 +27,8 @@ def test_each_loss_is_set_beside_the_defaults_selected_epoch(tmp_path: Path) -> 
         fake_run(tmp_path / "ablation/gist/models/specialist" / task, task, [base - 0.05])
     text = ablation.write_report(tmp_path / "ablation", tmp_path / "specialist")
     results = json.loads((tmp_path / "ablation/metrics.json").read_text())
-    assert results["quora"]["none"] == {"dev": 0.8, "train_seconds": 200.0}
+    assert results["quora"]["none"] == {"dev": 0.8}  # times are no metric: they vary with the machine
+    assert json.loads((tmp_path / "ablation/timings.json").read_text())["quora"]["none"] == 200.0
     assert results["quora"]["mnrl"]["change"] == pytest.approx(0.08)
     assert results["quora"]["mnrl"]["relative_change"] == pytest.approx(0.1)
     assert results["sts"]["gist"]["relative_change"] == pytest.approx(-0.1)

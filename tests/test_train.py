@@ -101,3 +101,15 @@ def test_fp16_training_scales_the_losses_and_resumes_the_scale(tmp_path, tiny_pr
                     SumLosses(settings), fp16, "test", {"sst": task_loss("sst", "cross", settings)})
     again.load_state_dict(state)
     assert again.scaler.get_scale() == 1234.0
+
+
+def test_a_log_gets_whole_progress_lines_not_a_cut_bar(tmp_path, tiny_prepared, tiny_params, capfd) -> None:
+    """dvc repro's output once showed `━━ 2… loss cfimdb 0.655 | 9083 ex/s 0… 0:…`."""
+    settings = tiny_params.replace(epochs=1, steps_per_epoch=20)
+    train_tiny(settings, ["sst", "sts"], "siamese", tiny_prepared, tmp_path / "run", name="a-run-with-a-long-name")
+    lines = capfd.readouterr().err.splitlines()
+    progress = [line for line in lines if ": step " in line]
+    assert [int(re.search(r"step (\d+)/20", line).group(1)) for line in progress] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+    assert all(re.fullmatch(r"a-run-with-a-long-name epoch 1/1: step \d+/20, loss sst [\d.]+ sts [\d.]+, \d+ ex/s, "
+                            r"\d\d:\d\d:\d\d elapsed", line) for line in progress), progress
+    assert not any("…" in line or "━" in line for line in lines)
