@@ -172,7 +172,7 @@ def test_make_strategy_sums_one_task_and_names_the_strategy_for_several() -> Non
     # PCGrad draws its projection orders from the run's seed.
     assert torch.equal(make_strategy(pcgrad, 3).generator.get_state(), generator(3).get_state())
     for tasks in (1, 3):  # a one-task run's name is checked too: the settings refuse it first
-        with pytest.raises(UserError, match="^unknown surgery 'nope': choose one of none, pcgrad$"):
+        with pytest.raises(UserError, match="^unknown surgery 'nope': choose one of none, pcgrad, upgrad, mgda, cagrad, nash_mtl, aligned_mtl, gradvac, imtl_g, dual_proj, graddrop$"):
             make_strategy(resolve({"surgery": "nope"}), tasks)
 
 
@@ -182,8 +182,8 @@ class Scaled(GradientStrategy):
     name = "scaled"
     settings = (hyperparameter("scaled", "scaled_factor", 1.0, "multiply the summed loss by this", check=positive),)
 
-    def __init__(self, settings):
-        super().__init__(settings)
+    def __init__(self, settings, tasks: int = 0):
+        super().__init__(settings, tasks)
         self.factor = settings["scaled_factor"]
 
     def backward(self, losses, shared, task_params) -> None:

@@ -10,8 +10,9 @@ from typing import Any
 from optiminbert.schema import Setting, joint
 from optiminbert.surgery.base import GradientStrategy, SumLosses, hyperparameter
 from optiminbert.surgery.pcgrad import PCGrad
+from optiminbert.surgery.torchjd import METHODS
 
-STRATEGIES: dict[str, type[GradientStrategy]] = {cls.name: cls for cls in (SumLosses, PCGrad)}
+STRATEGIES: dict[str, type[GradientStrategy]] = {cls.name: cls for cls in (SumLosses, PCGrad, *METHODS)}
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("surgery", "none", "how a joint run combines its tasks' gradients", choices=tuple(STRATEGIES),
@@ -23,7 +24,7 @@ SETTINGS: tuple[Setting, ...] = (
 def make_strategy(settings: Mapping[str, Any], tasks: int) -> GradientStrategy:
     """The run's strategy: ``surgery``'s for a joint run, the summed loss for one task (gradient
     surgery only means something between tasks)."""
-    return STRATEGIES[settings["surgery"] if tasks > 1 else "none"](settings)
+    return STRATEGIES[settings["surgery"] if tasks > 1 else "none"](settings, tasks)
 
 
 __all__ = ["GradientStrategy", "SumLosses", "PCGrad", "STRATEGIES", "SETTINGS", "hyperparameter", "make_strategy"]

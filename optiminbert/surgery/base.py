@@ -18,14 +18,14 @@ class GradientStrategy:
     A loss is None where this rank's slice of that task's batch is empty (data-parallel runs);
     the gradients a strategy applies are summed over ranks (``distributed.py``).
 
-    A strategy is built from the run's settings: ``seed``, and the hyperparameters it declares
-    in ``settings`` (``hyperparameter`` makes one)."""
+    A strategy is built from the run's settings (``seed``, and the hyperparameters it declares
+    in ``settings``: ``hyperparameter`` makes one) and its number of tasks."""
 
     name: str
     settings: tuple[Setting, ...] = ()
 
-    def __init__(self, settings: Mapping[str, Any]):
-        self.seed = settings["seed"]
+    def __init__(self, settings: Mapping[str, Any], tasks: int = 0):
+        self.seed, self.tasks = settings["seed"], tasks
 
     def backward(
         self,
@@ -59,3 +59,47 @@ class SumLosses(GradientStrategy):
         if present:
             torch.stack(present).sum().backward()
         distributed.all_reduce_gradients(shared + [p for own in task_params.values() for p in own])
+
+
+class JacobianStrategy(GradientStrategy):
+    """A method that combines the tasks' whole gradients on the shared parameters: each task's
+    flattened gradient is one row of the Jacobian J (T, P), summed over ranks before ``combine``
+    sees it (methods act on the global gradients, which conflict differently from one rank's).
+    Each task's own head gets its own gradient, untouched."""
+
+    def combine(self, jacobian: torch.Tensor) -> torch.Tensor:
+        """The update of the shared parameters (P,) from J (T, P)."""
+        raise NotImplementedError
+
+    def backward(self, losses, shared, task_params) -> None:
+        # One (T, P) fp32 buffer that each task's flattened gradient is written into (a task
+        # that does not reach a shared parameter leaves zeros there).
+        jacobian = torch.zeros(len(losses), sum(p.numel() for p in shared), device=shared[0].device)
+        names = [task for task, loss in losses.items() if loss is not None]
+        for row, task in zip(jacobian, losses):
+            if losses[task] is None:  # this rank's slice of the task's batch is empty: a zero row
+                continue
+            own = task_params.get(task, [])
+            grads = torch.autograd.grad(
+                losses[task], shared + own, retain_graph=task != names[-1], allow_unused=True
+            )
+            distributed.flatten_grads(grads[: len(shared)], shared, out=row)
+            for p, g in zip(own, grads[len(shared) :]):
+                if g is not None:
+                    p.grad = g if p.grad is None else p.grad + g
+        distributed.all_reduce_gradients([p for own in task_params.values() for p in own])
+        distributed.all_reduce_(jacobian)
+        distributed.set_grads(shared, self.combine(jacobian))
+
+
+class GramianStrategy(JacobianStrategy):
+    """A method that needs only the tasks' Gramian G = J Jᵀ (T, T): it weighs the tasks, and the
+    update is w @ J. T x T numbers instead of T full gradients keep the method itself cheap."""
+
+    def weights(self, gramian: torch.Tensor) -> torch.Tensor:
+        """w (T,) from G (T, T), in float64 on the CPU."""
+        raise NotImplementedError
+
+    def combine(self, jacobian: torch.Tensor) -> torch.Tensor:
+        gramian = (jacobian @ jacobian.T).double().cpu()
+        return self.weights(gramian).to(jacobian) @ jacobian

@@ -12,10 +12,8 @@ summed loss of plain multitask training). Each task's own head gets its own grad
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from optiminbert import distributed
-from optiminbert.surgery.base import GradientStrategy
+from optiminbert.surgery.base import GramianStrategy
 
 
 def conflict_coefficients(gram: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -41,11 +39,11 @@ def project_conflicting(grads: torch.Tensor, generator: torch.Generator) -> torc
     return conflict_coefficients(grads @ grads.T, generator).to(grads.dtype) @ grads
 
 
-class PCGrad(GradientStrategy):
+class PCGrad(GramianStrategy):
     name = "pcgrad"
 
-    def __init__(self, settings):
-        super().__init__(settings)
+    def __init__(self, settings, tasks: int = 0):
+        super().__init__(settings, tasks)
         self.generator = torch.Generator().manual_seed(self.seed)
 
     def state_dict(self) -> dict:
@@ -54,30 +52,5 @@ class PCGrad(GradientStrategy):
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
 
-    def backward(
-        self,
-        losses: dict[str, torch.Tensor],
-        shared: list[nn.Parameter],
-        task_params: dict[str, list[nn.Parameter]],
-    ) -> None:
-        # One (T, P) fp32 buffer that each task's flattened gradient is written into (a task
-        # that does not reach a shared parameter leaves zeros there).
-        per_task = torch.zeros(len(losses), sum(p.numel() for p in shared), device=shared[0].device)
-        names = [task for task, loss in losses.items() if loss is not None]
-        for row, task in zip(per_task, losses):
-            if losses[task] is None:  # this rank's slice of the task's batch is empty: a zero row
-                continue
-            own = task_params.get(task, [])
-            grads = torch.autograd.grad(
-                losses[task], shared + own, retain_graph=task != names[-1], allow_unused=True
-            )
-            distributed.flatten_grads(grads[: len(shared)], shared, out=row)
-            for p, g in zip(own, grads[len(shared) :]):
-                if g is not None:
-                    p.grad = g if p.grad is None else p.grad + g
-        distributed.all_reduce_gradients([p for own in task_params.values() for p in own])
-        # Project the global per-task gradients: the ranks' own ones conflict differently.
-        distributed.all_reduce_(per_task)
-        gram = (per_task @ per_task.T).double().cpu()
-        weights = conflict_coefficients(gram, self.generator).sum(0)
-        distributed.set_grads(shared, weights.to(per_task) @ per_task)
+    def weights(self, gramian: torch.Tensor) -> torch.Tensor:
+        return conflict_coefficients(gramian, self.generator).sum(0)
