@@ -18,7 +18,7 @@ from pathlib import Path
 from optiminbert.atomic import atomic_dir, write_json_atomic, write_safetensors_atomic, write_text_atomic
 from optiminbert.data import TASKS
 from optiminbert.errors import UserError
-from optiminbert.rundir import HEADS, TOKENIZER_FILES, RunDir
+from optiminbert.rundir import HEADS, RunDir
 
 CARD = "README.md"
 ST_MODULES = [
@@ -36,14 +36,12 @@ def export_run(run_dir: str | Path, to: str | Path, name: str) -> bool:
     if to.exists() and any(to.iterdir()) and not (to / HEADS).is_file():
         raise UserError(f"{to} exists and is not an earlier export: give a new directory")
     settings = meta["settings"]
-    siamese = meta["pairs"] == "siamese" and model.embedding is not None
-    heads = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+    siamese = model.embedding is not None  # the shared sentence-embedding layer of siamese runs
     with atomic_dir(to) as tmp:
-        model.encoder.save_pretrained(tmp)
-        for file in TOKENIZER_FILES:
-            if (run.encoder_path / file).is_file():
-                shutil.copyfile(run.encoder_path / file, tmp / file)
-        write_safetensors_atomic(heads, tmp / HEADS)
+        # The run's own files, which load() has just checked: its encoder directory (weights,
+        # config, tokenizer) and its heads.
+        shutil.copytree(run.encoder_path, tmp, dirs_exist_ok=True)
+        shutil.copyfile(run.path / HEADS, tmp / HEADS)
         if siamese:
             width = model.encoder.config.hidden_size
             write_json_atomic(ST_MODULES, tmp / "modules.json")
@@ -62,8 +60,8 @@ def export_run(run_dir: str | Path, to: str | Path, name: str) -> bool:
 
 
 def _selected(history: list[dict]) -> dict:
-    """The epoch the run kept: the best selection score (the first of equals)."""
-    return max(history, key=lambda h: (h["selection"], -h["epoch"]))
+    """The epoch the run kept: the best selection score (max keeps the first of equals, as training does)."""
+    return max(history, key=lambda h: h["selection"])
 
 
 def model_card(name: str, meta: dict, siamese: bool) -> str:
