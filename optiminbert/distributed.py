@@ -62,15 +62,16 @@ def shard(indices: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 
 def flatten_grads(grads, params: list[torch.nn.Parameter], out: torch.Tensor | None = None) -> torch.Tensor:
-    """Gradients as one fp32 vector in ``params`` order, a missing one as zeros (written into
-    ``out`` if given): what one all-reduce, or PCGrad's dot products, work on."""
+    """Gradients as one fp32 vector in ``params`` order, a missing one as zeros (added into
+    ``out`` if given: a micro-batch's into the step's): what one all-reduce, or PCGrad's dot
+    products, work on."""
     if out is None:
         out = torch.zeros(sum(p.numel() for p in params), device=params[0].device)
     offset = 0
     for g, p in zip(grads, params):
         n = p.numel()
         if g is not None:
-            out[offset : offset + n].copy_(g.reshape(-1))
+            out[offset : offset + n].add_(g.reshape(-1))
         offset += n
     return out
 

@@ -147,7 +147,7 @@ class Binary(TaskKind):
 
 class Regression(TaskKind):
     name, metric = "regression", "pearson"
-    losses = {"cross": "mse", "siamese": "cosine_similarity"}
+    losses = {"cross": "mse", "siamese": "cosine_similarity"}  # siamese: sts_loss's default (losses.STS_LOSSES)
 
     def label_range(self, num_classes: int) -> tuple[float, float, bool]:
         return 0.0, 5.0, False  # STS-B similarity is annotated on a 0-5 scale

@@ -67,10 +67,11 @@ def token_alignment(hidden: torch.Tensor, sequence_ids: torch.Tensor) -> torch.T
 
 
 class PairLogit(NamedTuple):
-    """A siamese paraphrase prediction: the head's logit, and the sentence embeddings it read,
-    for a loss that trains them too (``losses.SiameseParaphraseLoss``)."""
+    """A siamese pair prediction: the paraphrase head's logit or the 0..5 STS score, and the
+    sentence embeddings it was computed from, for a loss that reads them
+    (``losses.SiameseParaphraseLoss``, ``losses.AnglELoss``)."""
 
-    logit: torch.Tensor  # (B,)
+    logit: torch.Tensor  # (B,): the paraphrase logit, or the STS score
     embeddings: torch.Tensor  # (B, 2, d): u beside v
 
 
@@ -131,9 +132,9 @@ class MultitaskBert(nn.Module):
             # siamese STS is the scaled cosine itself: no parameters of its own
 
     def forward(self, task: str, batch: dict[str, torch.Tensor]) -> torch.Tensor | PairLogit:
-        """Class logits (B, C) for sentiment, one logit (B,) for paraphrase (siamese: a ``PairLogit``),
-        a 0..5 score (B,) for STS, the (B, 2, d) sentence embeddings of positive pairs for the
-        contrastive task."""
+        """Class logits (B, C) for sentiment; one logit (B,) for paraphrase and a 0..5 score (B,)
+        for STS, siamese each a ``PairLogit`` beside u and v; the (B, 2, d) sentence embeddings of
+        positive pairs for the contrastive task."""
         if "features" in batch:  # frozen encoder: features were computed once, up front
             return self.heads[task](self.dropout(batch["features"]))
         out = self.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), batch.get("sequence_ids"))
@@ -148,7 +149,7 @@ class MultitaskBert(nn.Module):
         if task == CONTRASTIVE:
             return torch.stack([u, v], dim=1)
         if TASKS[task].kind.name != "binary":
-            return STS_SCALE * F.cosine_similarity(u, v, dim=-1)
+            return PairLogit(STS_SCALE * F.cosine_similarity(u, v, dim=-1), torch.stack([u, v], dim=1))
         # Stacked before the head reads u and v: autograd sums the three gradients each one gets
         # in an order that follows creation, and stacking afterwards changes their rounding, and
         # with it every committed Quora run.

@@ -54,8 +54,9 @@ class StopRequest:
 
 # Part of every fingerprint, bumped when what a saved state or its fingerprint holds changes (2:
 # the best epoch's dev outputs; 3: only the settings a run uses; 4: every rank's random
-# generators, the fp16 loss scale): a state from an older version is then started over, not misread.
-STATE_FORMAT = 4
+# generators, the fp16 loss scale; 5: the dev scores between epochs' ends): a state from an older
+# version is then started over, not misread.
+STATE_FORMAT = 5
 
 
 def fingerprint(*parts: Any) -> str:

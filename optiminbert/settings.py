@@ -49,8 +49,12 @@ CORE = (
     Setting("epochs", 1, "passes over the largest task", check=positive),
     Setting("steps_per_epoch", 0, "round-robin steps per epoch (0: one pass over the largest task)", check=at_least(0)),
     Setting("batch_size", 32, "training examples per task and step", check=positive),
+    Setting("accumulate", 1, "cut each batch into this many micro-batches whose gradients add up to the batch's: the "
+            "same step at a fraction of the memory (an in-batch loss's batch stays whole)", check=positive),
     Setting("eval_batch_size", 128, "examples per batch when scoring", check=positive),
     Setting("dropout", 0.3, "dropout before each task head", check=within(0, 1)),
+    Setting("eval_every", 0, "also score dev every this many steps, for the live curves (0: at each epoch's end only); "
+            "the kept weights are still an epoch end's", check=at_least(0)),
     Setting("warmup", 0.1, "linear warm-up over this fraction of the steps, then linear decay", check=within(0, 1)),
     Setting("grad_clip", 1.0, "max gradient norm (0: no clipping)", check=at_least(0)),
     Setting("ema", 0.0, "score and keep a moving average of the weights with this decay per step (0: the last weights)",

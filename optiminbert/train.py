@@ -1,7 +1,8 @@
 """The one training loop that every phase uses: baseline, multitask and specialists.
 
-``fit`` trains with round-robin batches (``roundrobin.py``), scores dev after each epoch and
-keeps the best epoch's weights. A ``Trainer`` holds what a run carries from step to step, in
+``fit`` trains with round-robin batches (``roundrobin.py``), scores dev after each epoch (and
+every ``eval_every`` steps, for the live curves only: ``live.py``) and keeps the best epoch's
+weights. A ``Trainer`` holds what a run carries from step to step, in
 small named steps: ``step`` (one batch per task, the gradient strategy, the optimizer),
 ``run_epoch``, ``select`` (dev scores, best epoch) and ``state_dict`` (what a resumed run needs).
 """
@@ -24,6 +25,7 @@ from optiminbert.averaging import WeightAverage
 from optiminbert.data import TASKS
 from optiminbert.errors import UserError
 from optiminbert.inference import predict
+from optiminbert.live import LiveLog
 from optiminbert.metrics import selection_score, task_score
 from optiminbert.multitask import MultitaskBert
 from optiminbert.resume import Interrupted, ResumeFile, StopRequest, rng_state, set_rng_state
@@ -88,8 +90,10 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
 
 
 def fresh_tally(tasks) -> dict:
-    """One epoch's running totals: summed losses, the current logging window, time, examples."""
-    return {"sums": {t: 0.0 for t in tasks}, "window": {t: 0.0 for t in tasks}, "logged": [], "examples": 0, "seconds": 0.0}
+    """One epoch's running totals: summed losses, the current logging window, the logged points
+    (training losses, dev scores between epochs' ends), time, examples."""
+    return {"sums": {t: 0.0 for t in tasks}, "window": {t: 0.0 for t in tasks}, "logged": [], "evals": [],
+            "examples": 0, "seconds": 0.0}
 
 
 class Trainer:
@@ -97,9 +101,9 @@ class Trainer:
     any auxiliary task (the contrastive one)."""
 
     def __init__(self, model: MultitaskBert, train: dict, dev: dict, settings, strategy: GradientStrategy,
-                 runtime: Runtime, label: str, losses: dict[str, torch.nn.Module]):
+                 runtime: Runtime, label: str, losses: dict[str, torch.nn.Module], live: LiveLog | None = None):
         self.model, self.train, self.dev, self.settings = model, train, dev, settings
-        self.strategy, self.runtime, self.label, self.losses = strategy, runtime, label, losses
+        self.strategy, self.runtime, self.label, self.losses, self.live = strategy, runtime, label, losses, live
         model.to(runtime.device).train()
         if settings["compile"]:
             model.encoder.compile(dynamic=True)  # in place: parameter names and saved keys stay the same
@@ -171,44 +175,64 @@ class Trainer:
 
     # -- the steps ---------------------------------------------------------------------------
 
-    def task_loss(self, task: str, indices: torch.Tensor, step: int, resume: ResumeFile | None) -> torch.Tensor | None:
-        """This rank's share of one task's batch loss; None for an empty slice. Data-parallel, a
-        per-example loss is this rank's slice's, weighted by the slice's share of the batch; an
-        in-batch loss gathers the whole batch on every rank (the gradient returns to each rank's
-        own slice) and each rank takes 1/ranks of it; a batch too small to split among the ranks
-        is then scored whole by each."""
-        loss_fn, ranks = self.losses[task], distributed.world_size()
-        in_batch = loss_fn.in_batch and ranks > 1
-        whole = in_batch and len(indices) < ranks
-        share = 1.0
-        if not whole:
-            indices, share = distributed.shard(indices)
+    def slice(self, task: str, indices: torch.Tensor) -> tuple[torch.Tensor, float, bool]:
+        """This rank's share of one task's batch: its examples, their loss's weight, and whether
+        the loss gathers the whole batch. Data-parallel, a per-example loss is this rank's
+        slice's, weighted by the slice's share of the batch; an in-batch loss gathers the whole
+        batch on every rank (the gradient returns to each rank's own slice) and each rank takes
+        1/ranks of it; a batch too small to split among the ranks is then scored whole by each."""
+        ranks = distributed.world_size()
+        in_batch = self.losses[task].in_batch and ranks > 1
+        if in_batch and len(indices) < ranks:
+            return indices, 1 / ranks, False
+        mine, share = distributed.shard(indices)
+        return mine, 1 / ranks if in_batch else share, in_batch
+
+    def micro_batch(self, task: str, indices: torch.Tensor, index: int) -> tuple[torch.Tensor, float]:
+        """Micro-batch ``index`` of ``accumulate`` of a rank's slice, and its fraction of the
+        slice: a per-example loss's slice is cut in equal parts; an in-batch loss's stays whole
+        (its negatives are the batch), in the first micro-batch."""
+        if self.losses[task].in_batch:
+            return (indices, 1.0) if index == 0 else (indices[:0], 0.0)
+        piece = indices.tensor_split(self.settings["accumulate"])[index]
+        return piece, 1.0 if len(piece) == len(indices) else len(piece) / len(indices)
+
+    def task_loss(self, task: str, part: tuple[torch.Tensor, float, bool], index: int, step: int,
+                  resume: ResumeFile | None) -> torch.Tensor | None:
+        """The weighted loss of one micro-batch of this rank's slice of a task's batch; None if empty."""
+        indices, fraction = self.micro_batch(task, part[0], index)
         self.tally["examples"] += len(indices)
         if len(indices) == 0:
             return None
         batch = self.runtime.to_device(self.train[task].batch(indices, self.model.pairs, self.settings["max_length"]))
         with autocast(self.runtime.device, self.runtime.dtype):
             prediction, labels = self.model(task, batch), batch["labels"]
-            if in_batch and not whole:
+            if part[2]:
                 prediction, labels = distributed.gather_batch(prediction), distributed.gather_batch(labels)
-            loss = loss_fn(prediction, labels)
-        value = loss.item()  # one device sync per task and step
+            loss = self.losses[task](prediction, labels)
+        value = loss.item()  # one device sync per task and micro-batch
         if not math.isfinite(value):
             kept = f"; the state after epoch {self.epoch - 1} is kept in {resume.path}" if resume and self.history else ""
             raise UserError(f"{self.label}: {task} loss became {value} at epoch {self.epoch} step {step}; lower lr{kept}")
-        self.tally["sums"][task] += value
-        self.tally["window"][task] += value
-        return loss / ranks if in_batch else loss * share
+        self.tally["sums"][task] += value * fraction  # the slice's loss, as its micro-batches add up to it
+        self.tally["window"][task] += value * fraction
+        return loss * (part[1] * fraction)
 
     def step(self, indices: dict[str, torch.Tensor], step: int, resume: ResumeFile | None) -> None:
-        """One round-robin step: a batch of every task, their gradients combined by the strategy."""
+        """One round-robin step: a batch of every task (in ``accumulate`` micro-batches whose
+        gradients add up to the batch's), their gradients combined by the strategy."""
         for loss in self.losses.values():
             loss.at_step(self.global_step, self.total)
-        losses = {task: self.task_loss(task, idx, step, resume) for task, idx in indices.items()}
-        if self.scaler:  # one scale for every task: PCGrad's projections do not change with it
-            losses = {task: loss if loss is None else self.scaler.scale(loss) for task, loss in losses.items()}
+        parts = {task: self.slice(task, idx) for task, idx in indices.items()}
         self.optimizer.zero_grad(set_to_none=True)
-        self.strategy.backward(losses, self.shared, self.task_params)
+        if self.scaler:
+            self.strategy.loss_scale = self.scaler.get_scale()
+        for index in range(self.settings["accumulate"]):
+            losses = {task: self.task_loss(task, part, index, step, resume) for task, part in parts.items()}
+            if self.scaler:  # one scale for every task: PCGrad's projections do not change with it
+                losses = {task: loss if loss is None else self.scaler.scale(loss) for task, loss in losses.items()}
+            self.strategy.accumulate(losses, self.shared, self.task_params)
+        self.strategy.apply(self.shared, self.task_params)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         if self.settings["grad_clip"]:
@@ -225,8 +249,11 @@ class Trainer:
         if step % LOG_EVERY == 0 or step == self.schedule.steps_per_epoch:
             interval = step % LOG_EVERY or LOG_EVERY
             window = self.tally["window"]
-            self.tally["logged"].append({"step": self.global_step, **{t: window[t] / interval for t in self.train}})
+            losses = {t: window[t] / interval for t in self.train}
+            self.tally["logged"].append({"step": self.global_step, **losses})
             window.update({task: 0.0 for task in self.train})
+            if self.live:
+                self.live.train_losses(self.global_step, losses)
 
     def select(self) -> dict[str, float]:
         """Dev scores after an epoch (of the weights' average, with ``ema``); the best epoch's
@@ -239,6 +266,8 @@ class Trainer:
                 self.best = score
                 self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
                 self.best_outputs = outputs
+        if self.live:
+            self.live.dev_scores(self.global_step, scores)
         steps, sums = self.schedule.steps_per_epoch, self.tally["sums"]
         self.history.append(
             {
@@ -246,11 +275,21 @@ class Trainer:
                 "train_loss": {t: sums[t] / steps for t in self.train},
                 "dev": scores,
                 "selection": score,
-                "train_seconds": round(self.tally["seconds"], 1),
+                "train_seconds": round(self.tally["seconds"], 3),
                 "examples_per_second": round(self.tally["examples"] / self.tally["seconds"], 1),
                 "steps": self.tally["logged"],
+                "evals": self.tally["evals"],
             }
         )
+        return scores
+
+    def score_between(self) -> dict[str, float]:
+        """Dev scores within an epoch, for the curves: they choose nothing."""
+        with self.average.applied() if self.average else nullcontext():
+            scores, _ = evaluate(self.model, self.dev, self.runtime, self.settings)
+        self.tally["evals"].append({"step": self.global_step, "dev": scores})
+        if self.live:
+            self.live.dev_scores(self.global_step, scores)
         return scores
 
     def run_epoch(self, progress: Progress, request: StopRequest | None, resume: ResumeFile | None) -> None:
@@ -259,6 +298,12 @@ class Trainer:
         started = time.perf_counter() - self.tally["seconds"]
         for step, indices in enumerate(self.schedule.epoch(self.done), self.done + 1):
             self.step(indices, step, resume)
+            if self.settings["eval_every"] and step % self.settings["eval_every"] == 0 and step < steps:
+                scoring = time.perf_counter()
+                scores = self.score_between()
+                started += time.perf_counter() - scoring  # training time: scoring is not part of it
+                progress.console.print(f"{self.label} epoch {self.epoch} step {step}: dev "
+                                       + ", ".join(f"{t} {s:.4f}" for t, s in scores.items()), highlight=False)
             self.tally["seconds"] = time.perf_counter() - started
             shown = " ".join(f"{t} {self.tally['sums'][t] / step:.3f}" for t in self.train)
             rate = self.tally["examples"] / self.tally["seconds"]
@@ -289,8 +334,12 @@ class Trainer:
         if saved is not None:
             if saved.get("finished"):
                 self.restore(saved, resume, ("model", "history", "dev_outputs"))
+                if self.live:
+                    self.live.replay(saved["history"], fresh_tally(self.train))
                 return saved["history"], saved["dev_outputs"]
             self.restore(saved, resume, tuple(self.state_dict()))
+            if self.live:
+                self.live.replay(self.history, self.tally)
         owned = StopRequest() if request is None and resume else None  # a caller's request is entered already
         request = request or owned
         with owned or nullcontext(), progress_bar() as progress:
@@ -317,12 +366,13 @@ class Trainer:
 
 def fit(model: MultitaskBert, train: dict, dev: dict, settings, strategy: GradientStrategy, runtime: Runtime,
         label: str, losses: dict[str, torch.nn.Module], resume: ResumeFile | None = None,
-        request: StopRequest | None = None) -> tuple[list[dict], dict[str, torch.Tensor]]:
+        request: StopRequest | None = None, live: LiveLog | None = None) -> tuple[list[dict], dict[str, torch.Tensor]]:
     """Train, keep the best epoch's weights in ``model`` and return the per-epoch records and
     that epoch's raw dev outputs (evaluation reuses them instead of scoring dev again).
 
     With ``resume``, a state saved there under the same settings is continued from; Ctrl-C or
     SIGTERM saves the state there and raises ``Interrupted``; every finished epoch, and the
     finished run, are saved there too (callers clear it once the run's outputs are written).
-    ``request``: a caller's stop request (already entered) to answer instead of a new one."""
-    return Trainer(model, train, dev, settings, strategy, runtime, label, losses).fit(resume, request)
+    ``request``: a caller's stop request (already entered) to answer instead of a new one;
+    ``live``: where the run's metrics go as it trains."""
+    return Trainer(model, train, dev, settings, strategy, runtime, label, losses, live).fit(resume, request)

@@ -12,6 +12,7 @@ from optiminbert import distributed
 from optiminbert.batching import sequential_batches
 from optiminbert.contrastive import CONTRASTIVE, positive_pairs
 from optiminbert.errors import UserError
+from optiminbert.live import LiveLog
 from optiminbert.losses import contrastive_loss, task_loss
 from optiminbert.multitask import MultitaskBert
 from optiminbert.phases import Phase, Run
@@ -38,9 +39,11 @@ def encode_features(model: MultitaskBert, split: TaskSplit, runtime: Runtime, se
 
 
 def train_run(run: Run, settings: Settings, prepared_dir: str | Path, out_dir: str | Path,
-              resume_path: str | Path | None = None, resume: bool = False, phase: Phase | None = None) -> list[dict]:
+              resume_path: str | Path | None = None, resume: bool = False, phase: Phase | None = None,
+              live_dir: str | Path | None = None) -> list[dict]:
     """Train ``run`` (of ``phase``, which may shape its training data and losses) and save it
-    into ``out_dir``; returns the per-epoch history.
+    into ``out_dir``; returns the per-epoch history. With ``live_dir``, its metrics are logged
+    there with DVCLive as it trains (``live.py``).
 
     ``resume_path`` is where an interrupted run keeps its state (see ``resume.py``); with
     ``resume`` a state saved there under the same settings is continued, else it is discarded.
@@ -48,11 +51,12 @@ def train_run(run: Run, settings: Settings, prepared_dir: str | Path, out_dir: s
     distributed.init()
     # Only the main rank writes the run, so only it holds the directory.
     with directory_lock(out_dir) if distributed.is_main() else nullcontext():
-        return _train_locked(run, settings, prepared_dir, Path(out_dir), resume_path, resume, phase)
+        return _train_locked(run, settings, prepared_dir, Path(out_dir), resume_path, resume, phase, live_dir)
 
 
 def _train_locked(run: Run, settings: Settings, prepared_dir: str | Path, out_dir: Path,
-                  resume_path: str | Path | None, resume: bool, phase: Phase | None) -> list[dict]:
+                  resume_path: str | Path | None, resume: bool, phase: Phase | None,
+                  live_dir: str | Path | None) -> list[dict]:
     tasks = list(run.tasks)
     runtime = Runtime.from_settings(settings)
     strategy = make_strategy(settings, len(tasks))
@@ -87,8 +91,9 @@ def _train_locked(run: Run, settings: Settings, prepared_dir: str | Path, out_di
             state.clear()
     # A resumable run defers Ctrl-C and SIGTERM from its first step to the end of its save: the
     # loop stops at a step and saves its state, the save finishes and then says so.
+    live = LiveLog(live_dir, settings.record()) if live_dir is not None and distributed.is_main() else None
     with StopRequest() if state is not None else nullcontext() as request:
-        history, dev_outputs = fit(model, train, dev, settings, strategy, runtime, run.name, losses, state, request)
+        history, dev_outputs = fit(model, train, dev, settings, strategy, runtime, run.name, losses, state, request, live)
         if distributed.is_main():
             RunDir(out_dir).save(model, settings, history, dev_outputs, precision_name(runtime.dtype), frozen=run.frozen)
     signum = distributed.agreed_signal(request.signum) if request is not None else None

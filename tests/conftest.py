@@ -9,10 +9,12 @@ import io
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from optiminbert.data import TASKS
 from optiminbert.model import BertConfig, BertModel
@@ -94,6 +96,21 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     (directory / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}), encoding="utf-8")
     return directory
+
+
+def dropout_free(directory: Path, tiny_checkpoint: Path) -> Path:
+    """A copy of the tiny checkpoint with no dropout inside the encoder: runs that split their
+    batches differently (ranks, micro-batches) draw different masks; all else must agree."""
+    shutil.copytree(tiny_checkpoint, directory)
+    config = json.loads((directory / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def run_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """A saved run's heads and encoder weights, by name."""
+    return {**load_file(run_dir / "heads.safetensors"), **load_file(run_dir / "encoder" / "model.safetensors")}
 
 
 @pytest.fixture(scope="session")

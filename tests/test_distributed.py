@@ -4,7 +4,6 @@ and resume to exactly the run they would have finished."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import train_tiny
+from conftest import dropout_free, run_weights, train_tiny
 from safetensors.torch import load_file
 
 from optiminbert.phases import STUDY_TASKS
@@ -22,7 +21,7 @@ from optiminbert.phases import STUDY_TASKS
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.skipif(shutil.which("torchrun", path=str(BIN)) is None, reason="torchrun not installed")
 
-# The CLI with a strategy that sends rank 0 alone a real SIGTERM at its AT-th backward pass: the
+# The CLI with a strategy that sends rank 0 alone a real SIGTERM at its AT-th step: the
 # other rank learns of it only through the ranks' agreement.
 SIGNAL_ON_RANK_0 = """
 import os, signal, sys
@@ -32,11 +31,11 @@ from optiminbert.surgery import PCGrad
 class SignalAt(PCGrad):
     calls = 0
 
-    def backward(self, *args):
+    def apply(self, *args):
         SignalAt.calls += 1
         if SignalAt.calls == int(os.environ["AT"]) and distributed.rank() == 0:
             os.kill(os.getpid(), signal.SIGTERM)
-        super().backward(*args)
+        super().apply(*args)
 
 training.make_strategy = lambda settings, tasks: SignalAt(settings)
 sys.argv = ["optiminbert", *sys.argv[1:]]
@@ -44,25 +43,16 @@ cli.main()
 """
 
 
-def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return {**load_file(run_dir / "heads.safetensors"), **load_file(run_dir / "encoder" / "model.safetensors")}
-
-
 def _settings(tmp_path: Path, tiny_checkpoint: Path, tiny_params, surgery: str, **losses):
-    """No dropout anywhere: one process and two ranks draw different masks; all else must agree."""
-    checkpoint = tmp_path / "checkpoint"
-    shutil.copytree(tiny_checkpoint, checkpoint)
-    config = json.loads((checkpoint / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    (checkpoint / "config.json").write_text(json.dumps(config))
+    checkpoint = dropout_free(tmp_path / "checkpoint", tiny_checkpoint)
     return tiny_params.replace(checkpoint=str(checkpoint), epochs=2, steps_per_epoch=3, dropout=0.0, surgery=surgery, **losses)
 
 
 def _project(directory: Path, tiny_prepared: Path, p) -> Path:
     (directory / "data").mkdir(parents=True)
     os.symlink(tiny_prepared, directory / "data" / "prepared")
-    keys = ("checkpoint", "device", "precision", "batch_size", "eval_batch_size", "lr", "max_length", "epochs",
-            "steps_per_epoch", "dropout")
+    keys = ("checkpoint", "device", "precision", "batch_size", "accumulate", "eval_batch_size", "lr", "max_length",
+            "epochs", "steps_per_epoch", "dropout")
     section = {k: p[k] for k in ("surgery", "contrastive", "online_contrastive")}
     (directory / "params.yaml").write_text(yaml.safe_dump({k: p[k] for k in keys} | {"mtl_embed": section}))
     return directory
@@ -76,20 +66,23 @@ def _torchrun(project: Path, *args: str, program: list[str] | None = None, **env
 
 
 @pytest.mark.parametrize(
-    "surgery, losses",
+    "surgery, losses, accumulate",
     # In-batch losses (MNRL's negatives, the online contrastive loss's hard pairs) read the global
     # batch, gathered from both ranks: without the gather two ranks train another objective.
-    [("none", dict(contrastive="mnrl", online_contrastive=0.1)), ("pcgrad", {})],
-    ids=["sum-in-batch-losses", "pcgrad"],
+    # PCGrad's ranks also cut their slices in micro-batches: the per-task gradients it projects
+    # are still the whole global batch's.
+    [("none", dict(contrastive="mnrl", online_contrastive=0.1), 1), ("pcgrad", {}, 2)],
+    ids=["sum-in-batch-losses", "pcgrad-micro-batches"],
 )
-def test_two_gloo_ranks_equal_one_process(tmp_path, tiny_prepared, tiny_params, tiny_checkpoint, one_thread, surgery, losses):
+def test_two_gloo_ranks_equal_one_process(tmp_path, tiny_prepared, tiny_params, tiny_checkpoint, one_thread, surgery,
+                                          losses, accumulate):
     p = _settings(tmp_path, tiny_checkpoint, tiny_params, surgery, **losses)
     train_tiny(p, STUDY_TASKS, "siamese", tiny_prepared, tmp_path / "single", name="single")
-    project = _project(tmp_path / "project", tiny_prepared, p)
+    project = _project(tmp_path / "project", tiny_prepared, p.replace(accumulate=accumulate))
     result = _torchrun(project)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    single, ranks = _weights(tmp_path / "single"), _weights(project / "models" / "mtl_embed")
+    single, ranks = run_weights(tmp_path / "single"), run_weights(project / "models" / "mtl_embed")
     assert single.keys() == ranks.keys()
     for key in single:
         torch.testing.assert_close(ranks[key], single[key], rtol=1e-5, atol=1e-6, msg=key)
@@ -117,6 +110,6 @@ def test_two_gloo_ranks_stopped_by_sigterm_resume_to_the_uninterrupted_run(tmp_p
 
     result = _torchrun(stopped, "--resume")
     assert result.returncode == 0, result.stderr[-3000:]
-    ours, theirs = _weights(stopped / "models" / "mtl_embed"), _weights(straight / "models" / "mtl_embed")
+    ours, theirs = run_weights(stopped / "models" / "mtl_embed"), run_weights(straight / "models" / "mtl_embed")
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     assert not state.exists()

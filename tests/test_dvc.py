@@ -21,7 +21,7 @@ from conftest import register_phase
 
 from optiminbert import phases, settings
 from optiminbert.steps import teach
-from optiminbert.paths import METRICS, MODELS, PLOTS
+from optiminbert.paths import LIVE, METRICS, MODELS
 
 pytest.importorskip("dvc")
 from dvc.dependency.param import ParamsDependency  # noqa: E402
@@ -45,6 +45,8 @@ class Pipelines:
             self.files = {rel(stage.dvcfile.path, root): stage.dvcfile for stage in self.stages}
             self.metrics = {name: list(f.metrics) for name, f in self.files.items()}
             self.plots = {name: plot_files(f.plots) for name, f in self.files.items()}
+            artifacts = yaml.safe_load((root / "dvc.yaml").read_text()).get("artifacts", {})
+            self.models = {a["path"] for a in artifacts.values() if a.get("type") == "model"}
 
     def address(self, stage) -> str:
         """``mtl``, ``evaluate@mtl``, ``ablation/dvc.yaml:report`` (DVC's own addressing is
@@ -109,6 +111,8 @@ def training_runs(stage) -> list[phases.Run] | None:
         return phases.get(words[2]).select(option(words, "--task"), option(words, "--mode"))
     if words[1:3] == ["stages/ablation.py", "train"]:  # train LOSS TASK: that specialist, contrastive=LOSS
         return phases.get("specialist").select(words[4])
+    if words[1] == "stages/study.py" and words[2] in ("train", "timing"):  # mtl_embed, with each variant
+        return phases.get("mtl_embed").runs()
     return None
 
 
@@ -219,15 +223,22 @@ def uncovered_paths(paths: set[str], held: set[str]) -> set[str]:
 
 def missing_outputs(run: phases.Run, outs: set[str]) -> set[str]:
     """What ``run`` writes that none of a stage's outs holds: its model directory (an out may be a
-    directory above it: models/specialist), its curves and its step losses."""
-    written = {run.path(MODELS).as_posix(), f"{PLOTS}/curves/{run.name}.csv", f"{PLOTS}/steps/{run.name}.csv"}
+    directory above it: models/specialist) and its DVCLive files (histories, settings, latest values)."""
+    live = f"{LIVE}/{run.name}"
+    written = {run.path(MODELS).as_posix(), f"{live}/plots", f"{live}/params.yaml", f"{live}/metrics.json"}
     return uncovered_paths(written, outs)
+
+
+def dev_curve(run: phases.Run, task: str) -> str:
+    return f"{LIVE}/{run.name}/plots/metrics/dev/{task}.tsv"
 
 
 def phase_problems(pipelines: Pipelines) -> list[str]:
     """Every registered phase: each run trained by a stage of dvc.yaml that outputs its model and
-    curves; an evaluate stage that depends on its models and outputs its metrics file; that file
-    in dvc.yaml's metrics and the report's deps; its runs' curves in dvc.yaml's plots."""
+    DVCLive files, its latest values among that stage's metrics (live in dvc exp show); an
+    evaluate stage that depends on its models and outputs its metrics file; that file in
+    dvc.yaml's metrics and the report's deps; its runs' dev curves in dvc.yaml's plots; its
+    models declared as an artifact of type model."""
     main = [s for s in pipelines.stages if rel(s.dvcfile.path, pipelines.root) == "dvc.yaml"]
     report = next((s for s in main if argv(s)[1] == "stages/report.py"), None)
     report_deps = dep_paths(report, pipelines.root) if report else set()
@@ -241,9 +252,15 @@ def phase_problems(pipelines: Pipelines) -> list[str]:
                 lacking = missing_outputs(run, out_paths(stage, pipelines.root))
                 if lacking:
                     problems.append(f"{pipelines.address(stage)}: outs lack {describe(lacking)}")
-            curve = f"{PLOTS}/curves/{run.name}.csv"
-            if curve not in pipelines.plots.get("dvc.yaml", set()):
-                problems.append(f"phase {phase.name}: {curve} not in dvc.yaml's plots")
+                live = f"{LIVE}/{run.name}/metrics.json"
+                if live not in {rel(out.fs_path, pipelines.root) for out in stage.outs if out.metric}:
+                    problems.append(f"{pipelines.address(stage)}: {live} is not among its metrics")
+            for task in run.tasks:
+                if dev_curve(run, task) not in pipelines.plots.get("dvc.yaml", set()):
+                    problems.append(f"phase {phase.name}: {dev_curve(run, task)} not in dvc.yaml's plots")
+        models = {run.path(MODELS).as_posix() for run in phase.runs()}
+        if not any(uncovered_paths(models, {path}) == set() for path in pipelines.models):
+            problems.append(f"phase {phase.name}: no artifact of type model holds {describe(models)}")
         evaluate = f"evaluate@{phase.name}" if phase.study else f"evaluate_{phase.name}"
         stage = pipelines.stage(evaluate)
         if stage is None:
@@ -327,6 +344,23 @@ def test_the_ablation_trains_the_default_specialist_with_each_loss(pipelines):
         ablation.train_ablation({}, *argv(stage)[3:5])
     assert trained == [("specialist", "sts", {"contrastive": "gist"})]
     assert [r.name for r in training_runs(stage)] == ["specialist-sts"]
+
+
+def test_the_study_trains_mtl_embed_with_each_variant(pipelines):
+    # every variant of the study's registry has its stage, and the stage trains what it names
+    from optiminbert import study
+    from optiminbert.steps import study as steps
+
+    stages = [s for s in pipelines.stages if argv(s)[1:3] == ["stages/study.py", "train"]]
+    assert sorted(argv(s)[3] for s in stages) == sorted(study.VARIANTS)
+    trained = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(steps, "train", lambda tree, phase, **kw: trained.append((phase, kw["overrides"], kw["root"])))
+        steps.train_variant({}, argv(pipelines.stage("study/dvc.yaml:train@famo"))[3])
+    assert trained == [("mtl_embed", {"surgery": "famo"}, Path("study/famo"))]
+    report = pipelines.stage("study/dvc.yaml:report")
+    assert {f"study/{v}/models/mtl_embed" for v in study.VARIANTS} | {"models/mtl_embed", "study/timings.json"} <= dep_paths(
+        report, pipelines.root)
 
 
 # -- the checks find broken copies ------------------------------------------------------------------
@@ -436,9 +470,11 @@ def test_a_phase_missing_from_the_pipeline_is_named(tmp_path):
         stages["evaluate"]["foreach"] = without(stages["evaluate"]["foreach"], "mtl_embed")
         main["metrics"] = without(main["metrics"], "metrics/specialist.json")
         stages["report"]["deps"] = without(stages["report"]["deps"], "metrics/baseline.json")
-        del main["plots"][0]["Learning curves (dev score per epoch)"]["y"]["plots/curves/mtl.csv"]
+        del main["plots"][0]["SST dev accuracy while training"]["y"]["dvclive/mtl/plots/metrics/dev/sst.tsv"]
+        del main["artifacts"]["mtl-embed"]
         stages["baseline_finetune"]["matrix"]["task"] = without(stages["baseline_finetune"]["matrix"]["task"], "cfimdb")
-        stages["specialist"]["outs"] = without(stages["specialist"]["outs"], {"plots/steps/specialist-sts.csv": {"cache": False}})
+        stages["specialist"]["outs"] = without(stages["specialist"]["outs"], {"dvclive/specialist-sts/params.yaml": {"cache": False}})
+        stages["mtl"]["outs"] += stages["mtl"].pop("metrics")  # a file, no longer a metric
         stages["evaluate_baseline"]["deps"] = without(stages["evaluate_baseline"]["deps"], "models/baseline") + ["models/baseline/sst-finetune"]
         stages["evaluate"]["do"]["outs"] = without(stages["evaluate"]["do"]["outs"], {"metrics/${item}.json": {"cache": False}})
 
@@ -448,10 +484,13 @@ def test_a_phase_missing_from_the_pipeline_is_named(tmp_path):
             "evaluate_baseline: lacks dep models/baseline/cfimdb-finetune, dep models/baseline/cfimdb-pretrain, dep models/baseline/sst-pretrain",
             "phase baseline: metrics/baseline.json not in the report stage's deps",
         ],
-        "mtl": ["phase mtl: plots/curves/mtl.csv not in dvc.yaml's plots", "evaluate@mtl: lacks out metrics/mtl.json"],
-        "mtl_embed": ["phase mtl_embed: no stage evaluate@mtl_embed in dvc.yaml"],
+        "mtl": ["mtl: dvclive/mtl/metrics.json is not among its metrics",
+                "phase mtl: dvclive/mtl/plots/metrics/dev/sst.tsv not in dvc.yaml's plots",
+                "evaluate@mtl: lacks out metrics/mtl.json"],
+        "mtl_embed": ["phase mtl_embed: no artifact of type model holds models/mtl_embed",
+                      "phase mtl_embed: no stage evaluate@mtl_embed in dvc.yaml"],
         "specialist": [
-            "specialist: outs lack plots/steps/specialist-sts.csv",
+            "specialist: outs lack dvclive/specialist-sts/params.yaml",
             "evaluate@specialist: lacks out metrics/specialist.json",
             "phase specialist: metrics/specialist.json not in dvc.yaml's metrics",
         ],
@@ -466,7 +505,8 @@ def test_a_phase_added_to_the_registry_but_not_the_pipeline_is_named(monkeypatch
     register_phase(monkeypatch, phases.JointPhase(name="toy", title="Toy", description="a test's", pairs="cross"))
     assert phase_problems(pipelines) == [
         "phase toy: no stage of dvc.yaml trains run toy",
-        "phase toy: plots/curves/toy.csv not in dvc.yaml's plots",
+        *(f"phase toy: dvclive/toy/plots/metrics/dev/{task}.tsv not in dvc.yaml's plots" for task in ("sst", "quora", "sts")),
+        "phase toy: no artifact of type model holds models/toy",
         "phase toy: no stage evaluate@toy in dvc.yaml",
         "phase toy: metrics/toy.json not in dvc.yaml's metrics",
         "phase toy: metrics/toy.json not in the report stage's deps",

@@ -14,7 +14,10 @@ from optiminbert.errors import UserError
 from optiminbert.losses import (
     CONTRASTIVE_LOSSES,
     LOSSES,
+    STS_LOSSES,
+    AnglELoss,
     BinaryCrossEntropyLoss,
+    CoSENTLoss,
     CosineSimilarityLoss,
     CrossEntropyLoss,
     GISTEmbedLoss,
@@ -26,6 +29,7 @@ from optiminbert.losses import (
     task_loss,
 )
 from optiminbert.multitask import PairLogit
+from optiminbert.rundir import RunDir
 
 # Three pairs of 2-d embeddings at known angles, so every cosine is written down by hand.
 ANCHORS = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
@@ -130,6 +134,38 @@ def test_siamese_paraphrase_loss_is_bce_plus_the_weighted_online_contrastive_ter
     assert combined.item() == pytest.approx((bce + 0.1 * contrastive).item(), rel=1e-6)
 
 
+# PAIRS as a siamese STS prediction: 5·cos(u, v) beside u and v. Their cosines, by hand: 0, 1, R, -1.
+STS_PREDICTION = PairLogit(5 * torch.tensor([0.0, 1.0, R, -1.0]), PAIRS)
+
+
+def test_cosent_sums_every_pair_of_pairs_the_gold_scores_rank_by_hand():
+    # Gold order 3 < 0 < 2 < 1, which the cosines -1 < 0 < R < 1 keep: each term s_i - s_j < 0.
+    labels = torch.tensor([2.0, 5.0, 3.0, 0.0])
+    below = [(3, 0), (3, 2), (3, 1), (0, 2), (0, 1), (2, 1)]  # (i, j) with y_i < y_j
+    s = [0.0, 1.0, R, -1.0]
+    for scale in (1.0, 20.0):
+        expected = math.log(1 + sum(math.exp(scale * (s[i] - s[j])) for i, j in below))
+        assert CoSENTLoss(scale)(STS_PREDICTION, labels).item() == pytest.approx(expected, rel=1e-5)
+    # Equal scores are never compared: nothing to rank leaves log(1 + 0).
+    assert CoSENTLoss(20.0)(STS_PREDICTION, torch.full((4,), 3.0)).item() == 0.0
+    # The score alone, without the embeddings, gives the same loss.
+    assert CoSENTLoss(20.0)(STS_PREDICTION.logit, labels).item() == pytest.approx(CoSENTLoss(20.0)(STS_PREDICTION, labels).item())
+
+
+def test_angle_similarity_of_pairs_worked_out_by_hand():
+    # 2-d embeddings are one complex number each, (x, y) -> x + iy; s = |cos + (b·c - a·d) / (|u| |v|)|:
+    #   1 vs 3i: cos 0, sine term -3/3           -> 1 (a right angle, which the cosine calls unrelated)
+    #   2 vs 1: cos 1, no sine term              -> 1
+    #   1 vs 1 + i: cos R, sine term -1/sqrt(2)  -> 0
+    #   1 vs -1: cos -1, no sine term            -> 1
+    torch.testing.assert_close(AnglELoss().similarity(STS_PREDICTION), torch.tensor([1.0, 1.0, 0.0, 1.0]))
+    labels = torch.tensor([2.0, 5.0, 3.0, 0.0])
+    s = [1.0, 1.0, 0.0, 1.0]
+    below = [(3, 0), (3, 2), (3, 1), (0, 2), (0, 1), (2, 1)]
+    expected = math.log(1 + sum(math.exp(2.0 * (s[i] - s[j])) for i, j in below))
+    assert AnglELoss(2.0)(STS_PREDICTION, labels).item() == pytest.approx(expected, rel=1e-5)
+
+
 @pytest.mark.parametrize(
     "task, pairs, loss",
     [
@@ -145,18 +181,37 @@ def test_each_task_trains_with_its_kinds_loss_for_the_pair_design(tiny_params, t
     assert type(task_loss(task, pairs, tiny_params)) is loss
 
 
+@pytest.mark.parametrize("choice, loss", [("cosine_similarity", CosineSimilarityLoss), ("cosent", CoSENTLoss),
+                                          ("angle", AnglELoss)])
+def test_sts_loss_chooses_the_siamese_sts_loss_only(tiny_params, choice, loss):
+    chosen = tiny_params.replace(sts_loss=choice)
+    assert STS_LOSSES[choice] is loss and tiny_params["sts_loss"] == "cosine_similarity"
+    assert type(task_loss("sts", "siamese", chosen)) is loss
+    assert type(task_loss("sts", "cross", chosen)) is MSELoss  # a cross-encoded score has no embeddings to rank
+    assert type(task_loss("quora", "siamese", chosen)) is SiameseParaphraseLoss
+
+
+def test_the_ranking_sts_losses_see_the_whole_batch():
+    """Each pair is ranked against the rest of its batch: data-parallel ranks gather it whole."""
+    assert CoSENTLoss().in_batch and AnglELoss().in_batch and not CosineSimilarityLoss().in_batch
+
+
 def test_each_loss_reads_its_declared_settings(tiny_params):
     """Every hyperparameter a loss declares (but the guide, which ``positive_pairs`` reads) reaches
     the loss ``from_settings`` builds, at a value other than its default."""
     mnrl = contrastive_loss(tiny_params.replace(contrastive="mnrl", mnrl_scale=7.0))
     gist = contrastive_loss(tiny_params.replace(contrastive="gist", gist_temperature=0.2, gist_margin=0.15))
     paraphrase = task_loss("quora", "siamese", tiny_params.replace(online_contrastive=0.3, online_contrastive_margin=0.7))
+    cosent = task_loss("sts", "siamese", tiny_params.replace(sts_loss="cosent", cosent_scale=5.0))
+    angle = task_loss("sts", "siamese", tiny_params.replace(sts_loss="angle", angle_scale=3.0))
     read = {
         "mnrl_scale": (type(mnrl), mnrl.scale, 7.0),
         "gist_temperature": (type(gist), gist.temperature, 0.2),
         "gist_margin": (type(gist), gist.margin, 0.15),
         "online_contrastive": (type(paraphrase), paraphrase.weight, 0.3),
         "online_contrastive_margin": (type(paraphrase), paraphrase.contrastive.margin, 0.7),
+        "cosent_scale": (type(cosent), cosent.scale, 5.0),
+        "angle_scale": (type(angle), angle.scale, 3.0),
     }
     declared = {s.name: cls for cls in (*LOSSES.values(), *CONTRASTIVE_LOSSES.values()) for s in cls.settings}
     assert set(declared) - {"guide"} == set(read)  # a new loss setting needs a line here
@@ -180,6 +235,24 @@ def test_a_siamese_run_adds_the_online_contrastive_term_from_its_settings(tmp_pa
     assert runs[1.0][0]["train_loss"]["quora"] > runs[0.0][0]["train_loss"]["quora"]
 
 
+def test_a_siamese_sts_run_trains_with_the_chosen_loss(tmp_path, tiny_prepared, tiny_params, one_thread):
+    """One step from the same weights on the same batch under each choice: three different
+    finite losses, and the choice in the run's record."""
+    losses = {}
+    for choice in STS_LOSSES:
+        out = tmp_path / choice
+        history = train_tiny(tiny_params.replace(epochs=1, steps_per_epoch=1, sts_loss=choice), ["sts"], "siamese",
+                             tiny_prepared, out)
+        losses[choice] = history[0]["train_loss"]["sts"]
+        assert RunDir(out).meta()["settings"]["sts_loss"] == choice
+    assert all(math.isfinite(v) and v > 0 for v in losses.values()) and len(set(losses.values())) == 3
+
+
+def test_an_unknown_sts_loss_is_named(tiny_params):
+    with pytest.raises(UserError, match="^unknown sts_loss 'mse': choose one of cosine_similarity, cosent, angle$"):
+        tiny_params.replace(sts_loss="mse")
+
+
 def test_an_unknown_contrastive_loss_is_named(tiny_params):
     with pytest.raises(UserError, match="^unknown contrastive 'triplet': choose one of none, mnrl, gist$"):
         tiny_params.replace(contrastive="triplet")
@@ -193,6 +266,8 @@ def test_an_unknown_contrastive_loss_is_named(tiny_params):
         (dict(online_contrastive_margin=-0.5), "param online_contrastive_margin must be >= 0, got -0.5"),
         (dict(mnrl_scale=0), "param mnrl_scale must be positive, got 0"),
         (dict(gist_temperature=0), "param gist_temperature must be positive, got 0"),
+        (dict(cosent_scale=0), "param cosent_scale must be positive, got 0"),
+        (dict(angle_scale=-1.0), "param angle_scale must be positive, got -1.0"),
     ],
 )
 def test_loss_settings_out_of_range_are_named(tiny_params, bad, message):
@@ -291,3 +366,31 @@ def test_the_cosine_similarity_loss_agrees_with_sentence_transformers_on_scores_
     theirs = losses.CosineSimilarityLoss(model)(columns(prediction), scores / 5)
     ours = CosineSimilarityLoss()(5 * F.cosine_similarity(u, v), scores)  # the STS head's 5·cos(u, v)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
+
+
+def sts_scores(seed: int, batch: int = 12) -> torch.Tensor:
+    """Gold scores on 0..5 in steps of 0.2, with a tie at least (pairs 0 and 1)."""
+    scores = torch.randint(0, 26, (batch,), generator=torch.Generator().manual_seed(seed)).float() / 5
+    scores[1] = scores[0]
+    return scores
+
+
+@pytest.mark.parametrize("scale", [20.0, 1000.0])
+@pytest.mark.parametrize("ours, theirs, width", [(CoSENTLoss, "CoSENTLoss", 16), (AnglELoss, "AnglELoss", 16),
+                                                 (AnglELoss, "AnglELoss", 15)],  # an odd width: a zero last coordinate
+                         ids=["cosent", "angle", "angle-odd-width"])
+@pytest.mark.parametrize("seed", [10, 11])
+def test_the_ranking_sts_losses_agree_with_sentence_transformers(st_losses, ours, theirs, width, scale, seed):
+    """The loss and its gradient in the embeddings, on our 0..5 scores and their 0..1 (only the
+    order counts); at scale 1000 both stay finite (logsumexp)."""
+    losses, model, _ = st_losses
+    scores = sts_scores(seed)
+    pair_ours = random_pairs(seed, width=width).requires_grad_()
+    pair_theirs = pair_ours.detach().clone().requires_grad_()
+    u, v = pair_ours.unbind(1)
+    mine = ours(scale)(PairLogit(5 * F.cosine_similarity(u, v), pair_ours), scores)
+    reference = getattr(losses, theirs)(model, scale=scale)(columns(pair_theirs), scores / 5)
+    torch.testing.assert_close(mine, reference, rtol=1e-5, atol=1e-5)
+    (grad_ours,), (grad_theirs,) = torch.autograd.grad(mine, pair_ours), torch.autograd.grad(reference, pair_theirs)
+    assert torch.isfinite(grad_ours).all()
+    torch.testing.assert_close(grad_ours, grad_theirs, rtol=1e-4, atol=1e-5 * scale / 20)

@@ -60,14 +60,15 @@ def test_output_shapes_of_every_task_in_both_designs(encoder: BertModel, pairs: 
         assert model("sst", random_batch(rows, vocab)).shape == (rows, 5)
         assert model("cfimdb", random_batch(rows, vocab)).shape == (rows, 2)
         paraphrase = model("quora", pair_batch)
-        assert model("sts", pair_batch).shape == (rows,)
+        similarity = model("sts", pair_batch)
     if pairs == "cross":
-        assert paraphrase.shape == (rows,)
-    else:  # the logit, and the embeddings it read: the very u and v whose cosine is siamese STS
-        assert paraphrase.logit.shape == (rows,)
+        assert paraphrase.shape == similarity.shape == (rows,)
+    else:  # the logit and the score, each beside the embeddings: the very u and v whose cosine is siamese STS
+        assert paraphrase.logit.shape == similarity.logit.shape == (rows,)
         assert paraphrase.embeddings.shape == (rows, 2, encoder.config.hidden_size)
+        torch.testing.assert_close(similarity.embeddings, paraphrase.embeddings)
         u, v = paraphrase.embeddings.unbind(1)
-        torch.testing.assert_close(5 * torch.cosine_similarity(u, v, dim=-1), model("sts", pair_batch))
+        torch.testing.assert_close(5 * torch.cosine_similarity(u, v, dim=-1), similarity.logit)
     assert ("sts" in model.heads) == (pairs == "cross")  # siamese STS is the cosine, no head
 
 
@@ -85,7 +86,9 @@ def test_siamese_sts_is_five_times_the_cosine_of_the_embeddings(encoder: BertMod
         e = pooled @ model.embedding.linear.weight.T + model.embedding.linear.bias
         u, v = e[:3], e[3:]
         expected = 5 * (u * v).sum(-1) / (u.norm(dim=-1) * v.norm(dim=-1))
-        torch.testing.assert_close(model("sts", batch), expected)
+        prediction = model("sts", batch)
+        torch.testing.assert_close(prediction.logit, expected)
+        torch.testing.assert_close(prediction.embeddings, torch.stack([u, v], dim=1))  # what AnglE reads
     assert STS_SCALE == 5
 
 

@@ -31,18 +31,18 @@ CLI = str(Path(sys.executable).parent / "optiminbert")
 
 
 def signalling(strategy: type) -> type:
-    """``strategy``, sending the process a real SIGTERM during its ``at``-th backward pass."""
+    """``strategy``, sending the process a real SIGTERM during its ``at``-th step."""
 
     class SignalAtStep(strategy):
         def __init__(self, settings, at: int):
             super().__init__(settings)
             self.at, self.calls = at, 0
 
-        def backward(self, losses, shared, task_params) -> None:
+        def apply(self, shared, task_params) -> None:
             self.calls += 1
             if self.calls == self.at:
                 os.kill(os.getpid(), signal.SIGTERM)
-            super().backward(losses, shared, task_params)
+            super().apply(shared, task_params)
 
     return SignalAtStep
 
@@ -69,15 +69,22 @@ def _assert_same_run(a: Path, b: Path) -> None:
         assert torch.equal(wa[key], wb[key]), key
 
 
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.parametrize("at_step", [3, 7])  # mid-epoch 1, and mid-epoch 2 (5 steps per epoch)
 def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(tmp_path, tiny_prepared, tiny_params, one_thread, monkeypatch, at_step):
-    settings = tiny_params.replace(surgery="pcgrad", steps_per_epoch=5, ema=0.9)  # the average resumes too
-    train_tiny(settings, STUDY_TASKS, "siamese", tiny_prepared, tmp_path / "straight", name="mtl")
+    # The weights' average resumes too; so do the live metrics, dev scored between epochs' ends included.
+    settings = tiny_params.replace(surgery="pcgrad", steps_per_epoch=5, ema=0.9, eval_every=2)
+    train_tiny(settings, STUDY_TASKS, "siamese", tiny_prepared, tmp_path / "straight", name="mtl",
+               live_dir=tmp_path / "live-straight")
 
     state = tmp_path / "resume" / "mtl.pt"
     monkeypatch.setattr(training, "make_strategy", lambda settings, tasks: SignalAtStep(settings, at_step))
     with pytest.raises(Interrupted) as stopped:
-        train_tiny(settings, STUDY_TASKS, "siamese", tiny_prepared, tmp_path / "resumed", name="mtl", resume_path=state)
+        train_tiny(settings, STUDY_TASKS, "siamese", tiny_prepared, tmp_path / "resumed", name="mtl", resume_path=state,
+                   live_dir=tmp_path / "live")
     assert stopped.value.signum == signal.SIGTERM
     epoch, step = 1 + (at_step - 1) // 5, (at_step - 1) % 5 + 1
     assert str(stopped.value) == (
@@ -88,9 +95,15 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(tmp_path, tiny_prepa
     saved = torch.load(state, weights_only=True)
     assert (saved["epoch"], saved["step"]) == (epoch, step)
 
+    # A point logged after the saved state (as by a process killed before it could save) is not kept.
+    with (tmp_path / "live" / "plots" / "metrics" / "dev" / "sst.tsv").open("a") as history:
+        history.write("99\t0.5\n")
+
     monkeypatch.undo()
-    train_tiny(settings, STUDY_TASKS, "siamese", tiny_prepared, tmp_path / "resumed", name="mtl", resume_path=state, resume=True)
+    train_tiny(settings, STUDY_TASKS, "siamese", tiny_prepared, tmp_path / "resumed", name="mtl", resume_path=state,
+               resume=True, live_dir=tmp_path / "live")
     _assert_same_run(tmp_path / "straight", tmp_path / "resumed")
+    assert _files(tmp_path / "live") == _files(tmp_path / "live-straight")
 
 
 @pytest.mark.parametrize("change, resumed", [(dict(token_alignment=False), True), (dict(lr=2e-3), False)])

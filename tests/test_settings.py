@@ -179,6 +179,7 @@ def test_a_misspelt_section_is_named_not_ignored(tmp_path, text, message):
         # per-section settings given at the top level
         ("surgery: pcgrad\n", "param surgery is set per section (a phase's), not at the top level"),
         ("contrastive: mnrl\n", "param contrastive is set per section (a phase's), not at the top level"),
+        ("sts_loss: cosent\n", "param sts_loss is set per section (a phase's), not at the top level"),
         ("cfimdb_max_length: 100\n", "param cfimdb_max_length is set per section (prepare), not at the top level"),
         ("match_multitask_steps: false\n", "param match_multitask_steps is set per section (specialist), not at the top level"),
         # section-only settings in another section
@@ -212,6 +213,8 @@ def test_the_same_settings_in_their_own_sections_are_fine(tmp_path, text):
         ("specialist:\n  sst:\n    token_alignment: false\n", "token_alignment", "specialist.sst"),  # no pairs to align
         ("specialist:\n  sts:\n    online_contrastive_margin: 0.3\n", "online_contrastive_margin", "specialist.sts"),
         ("mtl:\n  contrastive: mnrl\n", "contrastive", "mtl"),  # cross-encoded: no sentence embeddings
+        ("mtl:\n  sts_loss: cosent\n", "sts_loss", "mtl"),
+        ("specialist:\n  sst:\n    sts_loss: angle\n", "sts_loss", "specialist.sst"),  # no STS pairs
         ("mtl:\n  token_alignment: false\n", "token_alignment", "mtl"),
         ("baseline:\n  pretrain:\n    head_lr: 1.0\n", "head_lr", "baseline.pretrain"),  # frozen: nothing fine-tunes
         ("baseline:\n  pretrain:\n    compile: true\n", "compile", "baseline.pretrain"),
@@ -230,6 +233,8 @@ def test_a_section_value_no_run_of_the_section_reads_is_refused(tmp_path, text, 
         "specialist:\n  quora:\n    token_alignment: false\n",
         "specialist:\n  quora:\n    online_contrastive_margin: 0.3\n",
         "mtl_embed:\n  contrastive: mnrl\n",
+        "specialist:\n  sts:\n    sts_loss: angle\n",
+        "distill:\n  sts_loss: cosent\n",
         "mtl:\n  pooling: cls\n",
         "baseline:\n  head_lr: 1.0\n",  # read by the two fine-tuned baseline runs
         "baseline:\n  finetune:\n    compile: true\n",
@@ -242,6 +247,9 @@ def test_a_section_value_some_run_of_the_section_reads_is_fine(tmp_path, text):
 def test_values_are_checked_where_they_stand(tmp_path):
     with pytest.raises(UserError, match=re.escape("unknown surgery 'magic' in section mtl: choose one of none, pcgrad")):
         settings.load(write(tmp_path, "mtl:\n  surgery: magic\n"))
+    with pytest.raises(UserError, match=re.escape("params.yaml: unknown sts_loss 'cosnet' in section mtl_embed: choose one of "
+                                                  "cosine_similarity, cosent, angle")):
+        settings.load(write(tmp_path, "mtl_embed:\n  sts_loss: cosnet\n"))
     with pytest.raises(UserError, match=re.escape("param batch_size in section baseline.cfimdb must be positive, got 0")):
         settings.load(write(tmp_path, "baseline:\n  cfimdb:\n    batch_size: 0\n"))
     with pytest.raises(UserError, match=re.escape("param compile must be true or false, got 1")):
@@ -414,6 +422,19 @@ def test_value_dependent_settings_are_recorded_only_where_their_value_makes_them
     assert gist_keys | {"contrastive_sts_min"} <= set(gist) and "mnrl_scale" not in gist
     mnrl = run_settings(tree, quora, {"contrastive": "mnrl"}).record()
     assert "mnrl_scale" in mnrl and gist_keys.isdisjoint(mnrl)
+
+
+def test_the_sts_loss_and_its_scale_are_recorded_by_the_siamese_sts_runs_only():
+    tree = settings.load(PARAMS)
+    sts = run_settings(tree, run("specialist", "sts")).record()
+    assert sts["sts_loss"] == "cosine_similarity" and {"cosent_scale", "angle_scale"}.isdisjoint(sts)
+    for other in (run("specialist", "sst"), run("specialist", "quora"), run("mtl")):
+        assert {"sts_loss", "cosent_scale", "angle_scale"}.isdisjoint(run_settings(tree, other, {"sts_loss": "cosent"}).record())
+    cosent = run_settings(tree, run("specialist", "sts"), {"sts_loss": "cosent"}).record()
+    assert cosent["cosent_scale"] == 20.0 and "angle_scale" not in cosent
+    angle = run_settings(tree, run("mtl_embed"), {"sts_loss": "angle"}).record()
+    assert angle["angle_scale"] == 20.0 and "cosent_scale" not in angle
+    assert run_settings(tree, run("distill")).record()["sts_loss"] == "cosine_similarity"
 
 
 def test_from_record_restores_a_saved_run_with_defaults_for_the_rest():

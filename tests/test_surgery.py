@@ -172,7 +172,7 @@ def test_make_strategy_sums_one_task_and_names_the_strategy_for_several() -> Non
     # PCGrad draws its projection orders from the run's seed.
     assert torch.equal(make_strategy(pcgrad, 3).generator.get_state(), generator(3).get_state())
     for tasks in (1, 3):  # a one-task run's name is checked too: the settings refuse it first
-        with pytest.raises(UserError, match="^unknown surgery 'nope': choose one of none, pcgrad, upgrad, mgda, cagrad, nash_mtl, aligned_mtl, gradvac, imtl_g, dual_proj, graddrop$"):
+        with pytest.raises(UserError, match="^unknown surgery 'nope': choose one of none, pcgrad, upgrad, mgda, cagrad, nash_mtl, aligned_mtl, gradvac, imtl_g, dual_proj, graddrop, rlw, dwa, uncertainty, famo$"):
             make_strategy(resolve({"surgery": "nope"}), tasks)
 
 
@@ -186,7 +186,7 @@ class Scaled(GradientStrategy):
         super().__init__(settings, tasks)
         self.factor = settings["scaled_factor"]
 
-    def backward(self, losses, shared, task_params) -> None:
+    def accumulate(self, losses, shared, task_params) -> None:
         (self.factor * sum(loss for loss in losses.values() if loss is not None)).backward()
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import train_tiny
+from conftest import dropout_free, run_weights, train_tiny
+
+from safetensors.torch import load_file
 
 from optiminbert.losses import Loss
 from optiminbert import training
@@ -113,3 +115,23 @@ def test_a_log_gets_whole_progress_lines_not_a_cut_bar(tmp_path, tiny_prepared, 
     assert all(re.fullmatch(r"a-run-with-a-long-name epoch 1/1: step \d+/20, loss sst [\d.]+ sts [\d.]+, \d+ ex/s, "
                             r"\d\d:\d\d:\d\d elapsed", line) for line in progress), progress
     assert not any("…" in line or "━" in line for line in lines)
+
+
+@pytest.mark.parametrize("surgery", ["none", "pcgrad"])
+def test_micro_batches_take_the_same_steps_as_the_whole_batch(tmp_path, tiny_prepared, tiny_params, surgery) -> None:
+    """``accumulate``: batches of 8 cut in 3 micro-batches (3, 3, 2 examples) train the weights the
+    whole batches do, per-example and in-batch losses (MNRL, kept whole), summed or projected
+    (PCGrad projects the whole batch's per-task gradients, not a micro-batch's)."""
+    checkpoint = dropout_free(tmp_path / "checkpoint", Path(tiny_params["checkpoint"]))
+    settings = tiny_params.replace(checkpoint=str(checkpoint), epochs=1, steps_per_epoch=4, dropout=0.0,
+                                   surgery=surgery, contrastive="mnrl")
+    runs = {}
+    for parts in (1, 3):
+        train_tiny(settings.replace(accumulate=parts), ["sst", "quora", "sts"], "siamese", tiny_prepared,
+                   tmp_path / f"run{parts}", name=f"run{parts}")
+        runs[parts] = run_weights(tmp_path / f"run{parts}")
+    assert runs[1].keys() == runs[3].keys()
+    for key, whole in runs[1].items():
+        torch.testing.assert_close(runs[3][key], whole, rtol=1e-4, atol=1e-6, msg=key)
+    start = load_file(checkpoint / "model.safetensors")
+    assert sum(not torch.equal(start[k], runs[1][k]) for k in start if k in runs[1]) > 0  # they trained

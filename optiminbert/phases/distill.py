@@ -44,8 +44,8 @@ DISTILL = DistillPhase(
     title="Distilled multitask student",
     description="the sentence-embeddings multitask model taught by the specialists, with teacher annealing",
     pairs="siamese",
-    section={"surgery": "pcgrad", "contrastive": "none", "teachers": ["specialist"], "distill_temperature": 1.0,
-             "anneal": True, "gold_weight": 0.5},
+    section={"surgery": "pcgrad", "contrastive": "none", "sts_loss": "cosine_similarity", "teachers": ["specialist"],
+             "distill_temperature": 1.0, "anneal": True, "gold_weight": 0.5},
     settings=(
         Setting("teachers", ["specialist"], "the phases whose predictions teach the student (several: averaged, as the ensemble does)",
                 check=_teachers, applies=_distill, top_level=False, sections=("distill",)),

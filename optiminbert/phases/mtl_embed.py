@@ -8,6 +8,6 @@ MTL_EMBED = JointPhase(
     title="MTL + sentence embeddings",
     description="multitask with the shared sentence-embedding layer",
     pairs="siamese",
-    section={"surgery": "pcgrad", "contrastive": "none"},
+    section={"surgery": "pcgrad", "contrastive": "none", "sts_loss": "cosine_similarity"},
     paper=(0.511, 0.697, 0.517),
 )

@@ -39,6 +39,7 @@ SPECIALIST = SpecialistPhase(
     section={
         "match_multitask_steps": True,
         "contrastive": "none",
+        "sts_loss": "cosine_similarity",
         "sst": {"batch_size": 16, "ema": 0.995},
         "quora": {"head_lr": 3.0e-3, "online_contrastive": 0.1},
     },

@@ -1,4 +1,4 @@
-"""Step ``train``: a phase's runs, each with its settings, into models/ and plots/."""
+"""Step ``train``: a phase's runs, each with its settings, into models/ and dvclive/."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from optiminbert import distributed, phases
-from optiminbert.curves import write_curves
 from optiminbert.errors import UserError
-from optiminbert.paths import MODELS, PLOTS, PREPARED, RESUME
+from optiminbert.paths import LIVE, MODELS, PREPARED, RESUME
 from optiminbert.phases import Phase, Run
 from optiminbert.prepared import TaskSplit, split_path
 from optiminbert.settings import SCHEMA, Settings, resolve, unused_overrides
@@ -42,7 +41,7 @@ def plan(tree: Mapping[str, Any], phase: str, task: str | None = None, mode: str
 def train(tree: Mapping[str, Any], phase: str, task: str | None = None, mode: str | None = None,
           overrides: Mapping[str, Any] | None = None, resume: bool = False, root: Path = Path(".")) -> None:
     """A phase's runs (a baseline run: sst finetune unless told; a joint phase: its one model; the
-    specialists: all three unless ``task``) into ``root``'s models/ and plots/ (the loss ablation
+    specialists: all three unless ``task``) into ``root``'s models/ and dvclive/ (the loss ablation
     trains under ablation/<loss>/); the prepared data is the project's."""
     chosen, runs = plan(tree, phase, task, mode, overrides)
 
@@ -52,9 +51,8 @@ def train(tree: Mapping[str, Any], phase: str, task: str | None = None, mode: st
 
     for run, settings in runs:
         settings = chosen.adjust(run, settings, train_size)
-        history = train_run(run, settings, PREPARED, run.path(root / MODELS), resume_path(run, root), resume, chosen)
-        if distributed.is_main():
-            write_curves(history, root / PLOTS, run.name)
+        train_run(run, settings, PREPARED, run.path(root / MODELS), resume_path(run, root), resume, chosen,
+                  root / LIVE / run.name)
     # Only now: an interrupted stage re-run by DVC (which first clears models/) skips finished runs.
     if distributed.is_main():
         for run, _ in runs:

@@ -11,8 +11,9 @@ from optiminbert.schema import Setting, joint
 from optiminbert.surgery.base import GradientStrategy, SumLosses, hyperparameter
 from optiminbert.surgery.pcgrad import PCGrad
 from optiminbert.surgery.torchjd import METHODS
+from optiminbert.surgery.weighting import METHODS as WEIGHTINGS
 
-STRATEGIES: dict[str, type[GradientStrategy]] = {cls.name: cls for cls in (SumLosses, PCGrad, *METHODS)}
+STRATEGIES: dict[str, type[GradientStrategy]] = {cls.name: cls for cls in (SumLosses, PCGrad, *METHODS, *WEIGHTINGS)}
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("surgery", "none", "how a joint run combines its tasks' gradients", choices=tuple(STRATEGIES),

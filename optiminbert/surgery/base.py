@@ -15,25 +15,40 @@ from optiminbert.schema import Check, Setting, joint
 class GradientStrategy:
     """Fills ``.grad`` of the shared and task parameters from one step's per-task losses.
 
-    A loss is None where this rank's slice of that task's batch is empty (data-parallel runs);
-    the gradients a strategy applies are summed over ranks (``distributed.py``).
+    A step may come in micro-batches (``accumulate``): ``accumulate`` takes each micro-batch's
+    losses and sums their gradients, per task where the method needs them apart; ``apply`` then
+    combines the step's gradients once, as one whole batch's would be. A loss is None where a
+    micro-batch, or this rank's slice of the batch, holds none of that task's examples; the
+    gradients a strategy combines are summed over ranks first (``distributed.py``).
 
     A strategy is built from the run's settings (``seed``, and the hyperparameters it declares
     in ``settings``: ``hyperparameter`` makes one) and its number of tasks."""
 
     name: str
     settings: tuple[Setting, ...] = ()
+    # What the losses it is given were multiplied by (fp16's gradient scaler sets it each step):
+    # a method that reads the losses' values divides by it.
+    loss_scale: float = 1.0
 
     def __init__(self, settings: Mapping[str, Any], tasks: int = 0):
         self.seed, self.tasks = settings["seed"], tasks
 
-    def backward(
+    def accumulate(
         self,
-        losses: dict[str, torch.Tensor],
+        losses: dict[str, torch.Tensor | None],
         shared: list[nn.Parameter],
         task_params: dict[str, list[nn.Parameter]],
     ) -> None:
         raise NotImplementedError
+
+    def apply(self, shared: list[nn.Parameter], task_params: dict[str, list[nn.Parameter]]) -> None:
+        """The step's ``.grad`` from what ``accumulate`` summed (here: summed over ranks as it is)."""
+        distributed.all_reduce_gradients(shared + [p for own in task_params.values() for p in own])
+
+    def backward(self, losses, shared, task_params) -> None:
+        """A step of one batch."""
+        self.accumulate(losses, shared, task_params)
+        self.apply(shared, task_params)
 
     def state_dict(self) -> dict:
         """What a resumed run needs to continue the same way (e.g. a random generator)."""
@@ -54,30 +69,32 @@ class SumLosses(GradientStrategy):
 
     name = "none"
 
-    def backward(self, losses, shared, task_params) -> None:
+    def accumulate(self, losses, shared, task_params) -> None:
         present = [loss for loss in losses.values() if loss is not None]
         if present:
             torch.stack(present).sum().backward()
-        distributed.all_reduce_gradients(shared + [p for own in task_params.values() for p in own])
 
 
 class JacobianStrategy(GradientStrategy):
     """A method that combines the tasks' whole gradients on the shared parameters: each task's
-    flattened gradient is one row of the Jacobian J (T, P), summed over ranks before ``combine``
-    sees it (methods act on the global gradients, which conflict differently from one rank's).
-    Each task's own head gets its own gradient, untouched."""
+    flattened gradient is one row of the Jacobian J (T, P), summed over micro-batches and ranks
+    before ``combine`` sees it (methods act on the whole batch's global gradients, which conflict
+    differently from a slice's). Each task's own head gets its own gradient, untouched."""
+
+    jacobian: torch.Tensor | None = None  # the step's rows so far
 
     def combine(self, jacobian: torch.Tensor) -> torch.Tensor:
         """The update of the shared parameters (P,) from J (T, P)."""
         raise NotImplementedError
 
-    def backward(self, losses, shared, task_params) -> None:
-        # One (T, P) fp32 buffer that each task's flattened gradient is written into (a task
-        # that does not reach a shared parameter leaves zeros there).
-        jacobian = torch.zeros(len(losses), sum(p.numel() for p in shared), device=shared[0].device)
+    def accumulate(self, losses, shared, task_params) -> None:
+        # One (T, P) fp32 buffer that each task's flattened gradient is added into (a task that
+        # does not reach a shared parameter adds zeros there).
+        if self.jacobian is None:
+            self.jacobian = torch.zeros(len(losses), sum(p.numel() for p in shared), device=shared[0].device)
         names = [task for task, loss in losses.items() if loss is not None]
-        for row, task in zip(jacobian, losses):
-            if losses[task] is None:  # this rank's slice of the task's batch is empty: a zero row
+        for row, task in zip(self.jacobian, losses):
+            if losses[task] is None:
                 continue
             own = task_params.get(task, [])
             grads = torch.autograd.grad(
@@ -87,6 +104,9 @@ class JacobianStrategy(GradientStrategy):
             for p, g in zip(own, grads[len(shared) :]):
                 if g is not None:
                     p.grad = g if p.grad is None else p.grad + g
+
+    def apply(self, shared, task_params) -> None:
+        jacobian, self.jacobian = self.jacobian, None
         distributed.all_reduce_gradients([p for own in task_params.values() for p in own])
         distributed.all_reduce_(jacobian)
         distributed.set_grads(shared, self.combine(jacobian))
