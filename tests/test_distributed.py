@@ -4,6 +4,7 @@ and resume to exactly the run they would have finished."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ from conftest import dropout_free, run_weights, train_tiny
 from safetensors.torch import load_file
 
 from optiminbert.phases import STUDY_TASKS
+from optiminbert.surgery import STRATEGIES
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.skipif(shutil.which("torchrun", path=str(BIN)) is None, reason="torchrun not installed")
@@ -40,6 +42,21 @@ class SignalAt(PCGrad):
 training.make_strategy = lambda settings, tasks: SignalAt(settings)
 sys.argv = ["optiminbert", *sys.argv[1:]]
 cli.main()
+"""
+
+
+# Every gradient method in one launch: each rank trains the same run with each in turn (rank 0
+# saves it); the settings arrive as JSON.
+EVERY_METHOD = """
+import json, sys
+from optiminbert.phases import STUDY_TASKS, Run
+from optiminbert.settings import resolve
+from optiminbert.surgery import STRATEGIES
+from optiminbert.training import train_run
+values, prepared, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+run = Run("test", "mtl_embed", tuple(STUDY_TASKS), "siamese", (), "mtl_embed")
+for name in STRATEGIES:
+    train_run(run, resolve({**values, "surgery": name}, shape=run.shape), prepared, f"{out}/{name}")
 """
 
 
@@ -89,6 +106,26 @@ def test_two_gloo_ranks_equal_one_process(tmp_path, tiny_prepared, tiny_params, 
     start = load_file(Path(p["checkpoint"]) / "model.safetensors")
     moved = sum(not torch.equal(start[k], single[k]) for k in start if k in single)
     assert moved > 0  # the runs trained: agreeing on untouched weights would prove nothing
+
+
+def test_every_gradient_method_takes_one_process_step_on_two_ranks(tmp_path, tiny_prepared, tiny_params, tiny_checkpoint,
+                                                                 one_thread):
+    """Each method combines the global per-task gradients (the loss weightings: the global
+    losses), so two ranks with half of every batch each train the one-process run."""
+    p = _settings(tmp_path, tiny_checkpoint, tiny_params, "none").replace(epochs=1, steps_per_epoch=2)
+    script = tmp_path / "every_method.py"
+    script.write_text(EVERY_METHOD)
+    values = {k: v for k, v in p.record().items() if k != "surgery"}
+    launch = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(script), json.dumps(values),
+              str(tiny_prepared), str(tmp_path / "ranks")]
+    result = subprocess.run(launch, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in STRATEGIES:
+        train_tiny(p.replace(surgery=name), STUDY_TASKS, "siamese", tiny_prepared, tmp_path / "single" / name, name="mtl_embed")
+        single, ranks = run_weights(tmp_path / "single" / name), run_weights(tmp_path / "ranks" / name)
+        assert single.keys() == ranks.keys()
+        for key in single:
+            torch.testing.assert_close(ranks[key], single[key], rtol=1e-5, atol=1e-6, msg=f"{name}: {key}")
 
 
 def test_two_gloo_ranks_stopped_by_sigterm_resume_to_the_uninterrupted_run(tmp_path, tiny_prepared, tiny_params,
