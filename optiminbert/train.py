@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from optiminbert import distributed
 from optiminbert.averaging import WeightAverage
 from optiminbert.data import TASKS
-from optiminbert.errors import UserError
+from optiminbert.errors import UserError, first_line
 from optiminbert.inference import predict
 from optiminbert.live import LiveLog
 from optiminbert.metrics import selection_score, task_score
@@ -153,9 +153,8 @@ class Trainer:
             if "optimizer" in keys:
                 self.load_state_dict(saved)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            first_line = (str(exc).strip().splitlines() or [""])[0]
             raise UserError(
-                f"{resume.path}: a resume state that does not fit this run ({type(exc).__name__}: {first_line}); "
+                f"{resume.path}: a resume state that does not fit this run ({type(exc).__name__}: {first_line(exc)}); "
                 "delete it to start over"
             ) from exc
 
