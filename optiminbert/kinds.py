@@ -199,7 +199,8 @@ class Regression(TaskKind):
         return F.mse_loss(raw.float() / high, targets[:, 0] / high)
 
     def divergence(self, raw, other):
-        return F.mse_loss(raw.float(), other.float())  # the paper's squared loss, on the 0..5 scale
+        high = self.label_range(1)[1]  # the paper's squared loss, on the 0..1 scale the gold loss measures
+        return F.mse_loss(raw.float() / high, other.float() / high)
 
 
 KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (Classification(), Binary(), Regression())}

@@ -8,10 +8,10 @@ batch trains on its loss plus ``smart_weight`` (the paper's λ_s) times
     R(θ) = mean_i ℓ_s(f(x_i; θ), f(x_i + δ_i; θ)),   δ_i ≈ argmax_{‖δ_i‖∞ ≤ ε} ℓ_s(f(x_i), f(x_i + δ_i))
 
 where ℓ_s is the task kind's ``divergence`` (symmetric KL between class or Bernoulli
-distributions; squared difference between scores). The inner maximum is the paper's one step of
-projected, normalised gradient ascent: δ starts as N(0, σ²) noise, moves by η · g / ‖g‖∞ with
-g = ∇_δ ℓ_s(f(x) held fixed, f(x + δ)), and is clipped to [−ε, ε]. R's gradient then reaches θ
-through both the clean and the perturbed outputs.
+distributions; squared difference between scores, on the 0..1 scale the STS loss uses). The
+inner maximum is the paper's one step of projected, normalised gradient ascent: δ starts as
+N(0, σ²) noise, moves by η · g / ‖g‖∞ with g = ∇_δ ℓ_s(f(x) held fixed, f(x + δ)), and is
+clipped to [−ε, ε]. R's gradient then reaches θ through both the clean and the perturbed outputs.
 
 The forward passes run in training mode, so the perturbed one draws its own dropout masks: R
 also penalises how much two masks disagree (what R-Drop, Liang et al. 2021, trains on alone).
