@@ -42,7 +42,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 # Re-run with more seeds, each paired with the default on the same seed (study/dvc.yaml's
 # `paired` stage lists the same): the variants that beat the default on its own seed.
-PAIRED: tuple[str, ...] = ("cagrad", "imtl_g", "uncertainty")
+PAIRED: tuple[str, ...] = ("cagrad", "nash_mtl", "imtl_g", "uncertainty")
 PAIRED_SEEDS: tuple[int, ...] = (1, 2)
 COST_KEYS = {"ms_per_step", "peak_mib", "ratio_to_summed"}
 
