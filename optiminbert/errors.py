@@ -18,6 +18,11 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line, for a one-line error that quotes it."""
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
 def run_app(app: Callable[[], object]) -> None:
     """Run a command-line app (the CLI, a DVC stage) with one-line errors, tracebacks only with --debug."""
     try:

@@ -67,6 +67,11 @@ class TaskKind:
         """How far a student's raw outputs are from the teachers' soft targets."""
         raise NotImplementedError
 
+    def divergence(self, raw: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """How far apart two raw outputs for the same examples are, averaged over them (SMART's
+        ℓ_s, ``smart.py``): symmetric in its arguments, zero where they agree."""
+        raise NotImplementedError
+
 
 class Classification(TaskKind):
     name, metric = "classification", "acc"
@@ -108,6 +113,12 @@ class Classification(TaskKind):
         log_probs = (raw.float() / temperature).log_softmax(-1)
         return -(targets * log_probs).sum(-1).mean() * temperature**2
 
+    def divergence(self, raw, other):
+        # KL(p‖q) + KL(q‖p) = Σ_c (p_c − q_c)(log p_c − log q_c), and the log-probabilities differ
+        # from the logits by a per-row constant that Σ_c (p_c − q_c) = 0 cancels.
+        raw, other = raw.float(), other.float()
+        return ((raw.softmax(-1) - other.softmax(-1)) * (raw - other)).sum(-1).mean()
+
 
 class Binary(TaskKind):
     name, metric = "binary", "acc"
@@ -143,6 +154,11 @@ class Binary(TaskKind):
 
     def distillation_loss(self, raw, targets, temperature):
         return F.binary_cross_entropy_with_logits(raw.float(), targets[:, 0])
+
+    def divergence(self, raw, other):
+        # The symmetric KL of two Bernoulli distributions is (p − q)(logit p − logit q).
+        raw, other = raw.float(), other.float()
+        return ((raw.sigmoid() - other.sigmoid()) * (raw - other)).mean()
 
 
 class Regression(TaskKind):
@@ -181,6 +197,10 @@ class Regression(TaskKind):
     def distillation_loss(self, raw, targets, temperature):
         high = self.label_range(1)[1]  # on the 0..1 scale, as the gold loss measures it
         return F.mse_loss(raw.float() / high, targets[:, 0] / high)
+
+    def divergence(self, raw, other):
+        high = self.label_range(1)[1]  # the paper's squared loss, on the 0..1 scale the gold loss measures
+        return F.mse_loss(raw.float() / high, other.float() / high)
 
 
 KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (Classification(), Binary(), Regression())}

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optiminbert.checkpoints import read_json_object, resolve_checkpoint
-from optiminbert.errors import UserError
+from optiminbert.errors import UserError, first_line
 
 
 @dataclass
@@ -480,6 +480,5 @@ def _read_weights(directory: Path) -> dict[str, torch.Tensor]:
         ) from exc
     except Exception as exc:  # corrupt or truncated files surface in many exception types
         path = safetensors_path if safetensors_path.is_file() else bin_path
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        raise UserError(f"{path}: cannot read the weights ({type(exc).__name__}: {first_line})") from exc
+        raise UserError(f"{path}: cannot read the weights ({type(exc).__name__}: {first_line(exc)})") from exc
     raise UserError(f"{directory}: no model.safetensors or pytorch_model.bin in this directory")

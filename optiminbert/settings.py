@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from optiminbert import contrastive, losses, phases, surgery
+from optiminbert import contrastive, losses, phases, smart, surgery
 from optiminbert.errors import UserError
 from optiminbert.schema import RunShape, Setting, at_least, fine_tuning, positive, within
 
@@ -77,7 +77,7 @@ CORE = (
 
 def _schema() -> dict[str, Setting]:
     declared: dict[str, Setting] = {}
-    for setting in (*CORE, *surgery.SETTINGS, *contrastive.SETTINGS, *losses.SETTINGS, *phases.SETTINGS):
+    for setting in (*CORE, *surgery.SETTINGS, *smart.SETTINGS, *contrastive.SETTINGS, *losses.SETTINGS, *phases.SETTINGS):
         if setting.name in declared:
             raise RuntimeError(f"setting {setting.name} is declared twice")
         declared[setting.name] = setting

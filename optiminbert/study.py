@@ -6,14 +6,17 @@ run (its params.yaml sections) with one change, and sets their dev scores beside
 cost per training step measured in one harness: ``study/metrics.json`` (for ``dvc metrics diff``),
 ``study/timings.json`` and ``study/report.md``.
 
-A variant is one entry of ``VARIANTS``: every gradient strategy but the default's, and each other
-STS loss.
+A variant is one entry of ``VARIANTS``: every gradient strategy but the default's, each other STS
+loss, and SMART. Those in ``PAIRED`` (the ones that beat the default on its seed) are trained
+again on ``PAIRED_SEEDS``, as is the default, for paired changes over three seeds.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
+import statistics
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -35,8 +38,12 @@ BASELINE = "pcgrad"  # mtl_embed's default: the main pipeline's model is the stu
 VARIANTS: dict[str, dict[str, Any]] = {
     **{name: {"surgery": name} for name in STRATEGIES if name != BASELINE},
     **{name: {"sts_loss": name} for name in STS_LOSSES if name != "cosine_similarity"},
+    "smart": {"smart_weight": 1.0},
 }
-KINDS = {"surgery": "gradient method", "sts_loss": "STS loss"}
+# Re-run with more seeds, each paired with the default on the same seed (study/dvc.yaml's
+# `paired` stage lists the same): the variants that beat the default on its own seed.
+PAIRED: tuple[str, ...] = ("cagrad", "nash_mtl", "imtl_g", "uncertainty")
+PAIRED_SEEDS: tuple[int, ...] = (1, 2)
 COST_KEYS = {"ms_per_step", "peak_mib", "ratio_to_summed"}
 
 
@@ -44,7 +51,22 @@ def describe(variant: str) -> str:
     if variant == BASELINE:
         return "PCGrad, cosine STS loss (the default)"
     ((key, value),) = VARIANTS[variant].items()
-    return f"{KINDS[key]} {value}"
+    if key == "surgery":
+        strategy = STRATEGIES[value]
+        return strategy.family if value == "none" else f"{strategy.family} {value}"
+    if key == "sts_loss":
+        return f"STS loss {value}"
+    return f"SMART regulariser, weight {value:g} (with PCGrad)"
+
+
+def overrides(variant: str) -> dict[str, Any]:
+    """What the variant changes in the default run (the default: nothing)."""
+    return {} if variant == BASELINE else VARIANTS[variant]
+
+
+def seeded(study_dir: Path, variant: str, seed: int) -> Path:
+    """Where a variant's run on another seed lives (its models/ and dvclive/ under it)."""
+    return study_dir / "seeds" / f"{variant}-{seed}"
 
 
 # -- what one training step costs, each variant in a fresh process ------------------------------
@@ -57,24 +79,17 @@ def _peak_mib(device: torch.device) -> float:
 
 
 def _time_child(tree: Mapping[str, Any], overrides: dict[str, Any], steps: int, prepared_dir: str) -> dict[str, float]:
-    """In a fresh process (so its peak memory is its own): a few warm-up steps, then ``steps``
-    steps of the phase's real training run; the loop's own seconds (scoring and saving excluded)."""
-    import tempfile
-
+    """In a fresh process (so its peak memory is its own): ``steps`` timed steps of the phase's
+    real training run, after 3 warm-up steps."""
     from optiminbert import phases
     from optiminbert.runtime import resolve_device
     from optiminbert.steps.train import run_settings
-    from optiminbert.training import train_run
+    from optiminbert.training import time_steps
 
     (run,) = phases.get(PHASE).runs()
-    settings = run_settings(tree, run, overrides).replace(epochs=1, eval_every=0)
-    device = resolve_device(settings.device)
-    seconds = 0.0
-    for count in (3, steps):  # the first steps pay for allocations and thread pools: not counted
-        with tempfile.TemporaryDirectory() as out:
-            history = train_run(run, settings.replace(steps_per_epoch=count), prepared_dir, out)
-        seconds = history[0]["train_seconds"]
-    return {"ms_per_step": round(1000 * seconds / steps, 1), "peak_mib": round(_peak_mib(device), 1)}
+    settings = run_settings(tree, run, overrides)
+    timed = time_steps(run, settings, steps, prepared_dir, warmup=3)
+    return {"ms_per_step": round(timed["ms_per_step"], 1), "peak_mib": round(_peak_mib(resolve_device(settings.device)), 1)}
 
 
 def step_costs(tree: Mapping[str, Any], steps: int, prepared_dir: str | Path) -> dict[str, dict[str, float]]:
@@ -107,12 +122,19 @@ def read_costs(path: Path, variants: list[str]) -> dict[str, dict[str, float]]:
 # -- the report -------------------------------------------------------------------------------
 
 
-def dev_scores(run_dir: Path) -> dict[str, float]:
-    """A trained run's dev metrics, of its kept epoch (as evaluation reports them)."""
+def _read_run(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "run.json"
     if not path.is_file():
         raise UserError(f"{run_dir}: no trained model here (run.json missing); run `dvc repro study/dvc.yaml`")
-    history = json.loads(path.read_text(encoding="utf-8"))["history"]
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise UserError(f"{path}: not a run record ({exc}); run `dvc repro study/dvc.yaml` again") from None
+
+
+def dev_scores(run_dir: Path) -> dict[str, float]:
+    """A trained run's dev metrics, of its kept epoch (as evaluation reports them)."""
+    history = _read_run(run_dir)["history"]
     return study_metrics(max(history, key=lambda h: h["selection"])["dev"])
 
 
@@ -125,13 +147,37 @@ def collect(study_dir: Path, baseline_dir: Path) -> dict[str, dict[str, float]]:
     return results
 
 
-def render(results: dict[str, dict[str, float]], costs: dict[str, dict[str, float]]) -> str:
+def collect_paired(study_dir: Path, baseline_dir: Path, results: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per ``PAIRED`` variant: its overall change against the default on each seed (the default
+    seed's from ``results``), and their mean and standard error."""
+    default_seed = _read_run(baseline_dir)["settings"]["seed"]
+    paired = {}
+    for variant in PAIRED:
+        changes = {default_seed: results[variant]["overall_change"]}
+        for seed in PAIRED_SEEDS:
+            mine, base = (dev_scores(seeded(study_dir, v, seed) / "models" / PHASE)["overall"] for v in (variant, BASELINE))
+            changes[seed] = round(mine - base, 4)
+        values = list(changes.values())
+        paired[variant] = {**{f"seed_{seed}": change for seed, change in changes.items()},
+                           "mean_change": round(statistics.fmean(values), 4),
+                           "standard_error": round(statistics.stdev(values) / math.sqrt(len(values)), 4)}
+    return paired
+
+
+def render(results: dict[str, dict[str, float]], costs: dict[str, dict[str, float]],
+           paired: dict[str, dict[str, float]]) -> str:
     order = sorted(results, key=lambda v: -results[v]["overall"])
     rows = [
         [f"`{v}`", describe(v), *(f"{results[v][k]:.4f}" for k in ("sst_acc", "para_acc", "sts_pearson", "overall")),
          f"{results[v].get('overall_change', 0.0):+.4f}", f"{costs[v]['ms_per_step']:.0f}",
          f"{costs[v]['ratio_to_summed']:.2f}x", f"{costs[v]['peak_mib']:.0f}"]
         for v in order
+    ]
+    seeds = [key for key in next(iter(paired.values()), {}) if key.startswith("seed_")]
+    paired_rows = [
+        [f"`{v}`", *(f"{100 * p[key]:+.2f}" for key in seeds), f"{100 * p['mean_change']:+.2f} ± {100 * p['standard_error']:.2f}",
+         "yes" if p["mean_change"] > p["standard_error"] else "no"]
+        for v, p in paired.items()
     ]
     return "\n".join([
         "# The multitask-methods study",
@@ -144,13 +190,23 @@ def render(results: dict[str, dict[str, float]], costs: dict[str, dict[str, floa
         *markdown_table(["variant", "what", "SST acc", "para acc", "STS r", "overall", "vs default",
                          "ms/step", "cost", "peak MiB"], rows),
         "",
+        "## Paired seeds",
+        "",
+        "Each variant that beat the default on its seed, trained again on more seeds beside the default on the "
+        "same seeds: its overall change against the default, in points, per seed, and their mean ± standard "
+        "error. It beats the default where the mean exceeds one standard error.",
+        "",
+        *markdown_table(["variant", *(key.replace("_", " ") for key in seeds), "mean ± SE", "beats the default"],
+                        paired_rows),
+        "",
     ])
 
 
 def write_report(study_dir: Path, baseline_dir: Path) -> str:
     results = collect(study_dir, baseline_dir)
     costs = read_costs(study_dir / "timings.json", [*results, "none"])
-    write_json_atomic(results, study_dir / "metrics.json")
-    text = render(results, costs)
+    paired = collect_paired(study_dir, baseline_dir, results)
+    write_json_atomic({**results, "paired": paired}, study_dir / "metrics.json")
+    text = render(results, costs, paired)
     write_text_atomic(text, study_dir / "report.md")
     return text

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from optiminbert import distributed
 from optiminbert.averaging import WeightAverage
 from optiminbert.data import TASKS
-from optiminbert.errors import UserError
+from optiminbert.errors import UserError, first_line
 from optiminbert.inference import predict
 from optiminbert.live import LiveLog
 from optiminbert.metrics import selection_score, task_score
@@ -31,6 +31,7 @@ from optiminbert.multitask import MultitaskBert
 from optiminbert.resume import Interrupted, ResumeFile, StopRequest, rng_state, set_rng_state
 from optiminbert.roundrobin import RoundRobin
 from optiminbert.runtime import Runtime, adamw, autocast, grad_scaler
+from optiminbert.smart import Smart
 from optiminbert.surgery import GradientStrategy
 
 LOG_EVERY = 20  # steps per point of the training-loss curve
@@ -121,6 +122,7 @@ class Trainer:
         warmup = int(settings["warmup"] * total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, partial(lr_factor, total=total, warmup=warmup))
         self.shared = model.shared_parameters()
+        self.smart = Smart.from_settings(settings)
         self.task_params = {task: model.task_parameters(task) for task in train}
         self.average = WeightAverage(self.params, settings["ema"]) if settings["ema"] else None
         self.history: list[dict] = []
@@ -151,9 +153,8 @@ class Trainer:
             if "optimizer" in keys:
                 self.load_state_dict(saved)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-            first_line = (str(exc).strip().splitlines() or [""])[0]
             raise UserError(
-                f"{resume.path}: a resume state that does not fit this run ({type(exc).__name__}: {first_line}); "
+                f"{resume.path}: a resume state that does not fit this run ({type(exc).__name__}: {first_line(exc)}); "
                 "delete it to start over"
             ) from exc
 
@@ -207,13 +208,20 @@ class Trainer:
         batch = self.runtime.to_device(self.train[task].batch(indices, self.model.pairs, self.settings["max_length"]))
         with autocast(self.runtime.device, self.runtime.dtype):
             prediction, labels = self.model(task, batch), batch["labels"]
+            # SMART smooths the study tasks' outputs, each rank on its own examples; a frozen
+            # encoder's features have no embeddings to perturb.
+            smooth = self.smart is not None and task in TASKS and "features" not in batch
+            regulariser = self.smart(self.model, task, batch, prediction) if smooth else None
             if part[2]:
                 prediction, labels = distributed.gather_batch(prediction), distributed.gather_batch(labels)
             loss = self.losses[task](prediction, labels)
         value = loss.item()  # one device sync per task and micro-batch
-        if not math.isfinite(value):
+        total = value + (regulariser.item() if regulariser is not None else 0.0)
+        if not math.isfinite(total):
             kept = f"; the state after epoch {self.epoch - 1} is kept in {resume.path}" if resume and self.history else ""
-            raise UserError(f"{self.label}: {task} loss became {value} at epoch {self.epoch} step {step}; lower lr{kept}")
+            raise UserError(f"{self.label}: {task} loss became {total} at epoch {self.epoch} step {step}; lower lr{kept}")
+        if regulariser is not None:
+            loss = loss + regulariser  # the curves keep the task's own loss
         self.tally["sums"][task] += value * fraction  # the slice's loss, as its micro-batches add up to it
         self.tally["window"][task] += value * fraction
         return loss * (part[1] * fraction)
@@ -225,7 +233,7 @@ class Trainer:
             loss.at_step(self.global_step, self.total)
         parts = {task: self.slice(task, idx) for task, idx in indices.items()}
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler:
+        if self.scaler and self.strategy.reads_losses:
             self.strategy.loss_scale = self.scaler.get_scale()
         for index in range(self.settings["accumulate"]):
             losses = {task: self.task_loss(task, part, index, step, resume) for task, part in parts.items()}

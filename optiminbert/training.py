@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -52,6 +53,20 @@ def train_run(run: Run, settings: Settings, prepared_dir: str | Path, out_dir: s
     # Only the main rank writes the run, so only it holds the directory.
     with directory_lock(out_dir) if distributed.is_main() else nullcontext():
         return _train_locked(run, settings, prepared_dir, Path(out_dir), resume_path, resume, phase, live_dir)
+
+
+def time_steps(run: Run, settings: Settings, steps: int, prepared_dir: str | Path, warmup: int = 0) -> dict[str, float]:
+    """How long ``steps`` round-robin steps of ``run`` take from a fresh model, through its real
+    code path (``train_run`` into a temporary folder): the training loop's own seconds, its
+    milliseconds per step and examples per second (dev scoring and saving follow the steps and
+    are not counted). ``warmup`` steps first, a run of their own: a process's first steps pay
+    for allocations and thread pools. No phase adjusts the step count (the specialists' matching)."""
+    settings = settings.replace(epochs=1, eval_every=0)
+    for count in (warmup, steps) if warmup else (steps,):
+        with tempfile.TemporaryDirectory() as out:
+            history = train_run(run, settings.replace(steps_per_epoch=count), prepared_dir, out)
+    seconds = history[0]["train_seconds"]
+    return {"seconds": seconds, "ms_per_step": 1000 * seconds / steps, "examples_per_second": history[0]["examples_per_second"]}
 
 
 def _train_locked(run: Run, settings: Settings, prepared_dir: str | Path, out_dir: Path,

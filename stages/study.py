@@ -11,8 +11,8 @@ app = typer.Typer(add_completion=False)
 
 
 @app.command()
-def train(variant: str) -> None:
-    train_variant(settings.load(), variant)
+def train(variant: str, seed: int = typer.Option(None, help="train on this seed instead, into study/seeds/")) -> None:
+    train_variant(settings.load(), variant, seed)
 
 
 @app.command()

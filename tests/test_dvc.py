@@ -19,6 +19,8 @@ import pytest
 import yaml
 from conftest import register_phase
 
+from optiminbert.errors import UserError
+
 from optiminbert import phases, settings
 from optiminbert.steps import teach
 from optiminbert.paths import LIVE, METRICS, MODELS
@@ -351,16 +353,27 @@ def test_the_study_trains_mtl_embed_with_each_variant(pipelines):
     from optiminbert import study
     from optiminbert.steps import study as steps
 
-    stages = [s for s in pipelines.stages if argv(s)[1:3] == ["stages/study.py", "train"]]
+    stages = [s for s in pipelines.stages if argv(s)[1:3] == ["stages/study.py", "train"] and "--seed" not in argv(s)]
     assert sorted(argv(s)[3] for s in stages) == sorted(study.VARIANTS)
     trained = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(steps, "train", lambda tree, phase, **kw: trained.append((phase, kw["overrides"], kw["root"])))
         steps.train_variant({}, argv(pipelines.stage("study/dvc.yaml:train@famo"))[3])
     assert trained == [("mtl_embed", {"surgery": "famo"}, Path("study/famo"))]
+    # the paired seeds: the default and study.PAIRED on study.PAIRED_SEEDS, each into its own folder
+    seeded = [argv(s)[3:] for s in pipelines.stages if argv(s)[1:3] == ["stages/study.py", "train"] and "--seed" in argv(s)]
+    assert sorted(seeded) == sorted([v, "--seed", str(seed)] for v in (study.BASELINE, *study.PAIRED) for seed in study.PAIRED_SEEDS)
+    trained.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(steps, "train", lambda tree, phase, **kw: trained.append((phase, kw["overrides"], kw["root"])))
+        steps.train_variant({}, "pcgrad", 2)
+        with pytest.raises(UserError, match="unknown variant to re-seed 'rlw'"):
+            steps.train_variant({}, "rlw", 2)
+    assert trained == [("mtl_embed", {"seed": 2}, Path("study/seeds/pcgrad-2"))]
+    runs = {f"study/{v}/models/mtl_embed" for v in study.VARIANTS} | {
+        f"study/seeds/{v}-{seed}/models/mtl_embed" for v in (study.BASELINE, *study.PAIRED) for seed in study.PAIRED_SEEDS}
     report = pipelines.stage("study/dvc.yaml:report")
-    assert {f"study/{v}/models/mtl_embed" for v in study.VARIANTS} | {"models/mtl_embed", "study/timings.json"} <= dep_paths(
-        report, pipelines.root)
+    assert runs | {"models/mtl_embed", "study/timings.json"} <= dep_paths(report, pipelines.root)
 
 
 # -- the checks find broken copies ------------------------------------------------------------------

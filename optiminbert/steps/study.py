@@ -12,10 +12,16 @@ from optiminbert.phases import check_choice
 from optiminbert.steps.train import train
 
 
-def train_variant(tree: Mapping[str, Any], variant: str) -> None:
-    """The default mtl_embed run with the variant's one change, into study/<variant>/."""
-    check_choice("variant", variant, study.VARIANTS)
-    train(tree, study.PHASE, overrides=study.VARIANTS[variant], resume=True, root=STUDY / variant)
+def train_variant(tree: Mapping[str, Any], variant: str, seed: int | None = None) -> None:
+    """The default mtl_embed run with the variant's one change, into study/<variant>/; on another
+    ``seed``, into study/seeds/<variant>-<seed>/ (the default too: the pairs' other half)."""
+    if seed is None:
+        check_choice("variant", variant, study.VARIANTS)
+        train(tree, study.PHASE, overrides=study.VARIANTS[variant], resume=True, root=STUDY / variant)
+        return
+    check_choice("variant to re-seed", variant, (study.BASELINE, *study.PAIRED))
+    train(tree, study.PHASE, overrides={**study.overrides(variant), "seed": seed}, resume=True,
+          root=study.seeded(STUDY, variant, seed))
 
 
 def time_variants(tree: Mapping[str, Any], steps: int) -> None:

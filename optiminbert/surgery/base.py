@@ -25,9 +25,12 @@ class GradientStrategy:
     in ``settings``: ``hyperparameter`` makes one) and its number of tasks."""
 
     name: str
+    family = "gradient method"  # what the study's report calls it
     settings: tuple[Setting, ...] = ()
-    # What the losses it is given were multiplied by (fp16's gradient scaler sets it each step):
-    # a method that reads the losses' values divides by it.
+    # A method that reads the losses' values (not only their gradients) says so: under fp16 the
+    # loop then sets ``loss_scale``, what the gradient scaler multiplied them by, for it to divide
+    # by (reading the scale waits for the device, so only such a method pays for it).
+    reads_losses: bool = False
     loss_scale: float = 1.0
 
     def __init__(self, settings: Mapping[str, Any], tasks: int = 0):
@@ -68,6 +71,7 @@ class SumLosses(GradientStrategy):
     """The default: one backward pass of the summed task losses."""
 
     name = "none"
+    family = "summed loss"
 
     def accumulate(self, losses, shared, task_params) -> None:
         present = [loss for loss in losses.values() if loss is not None]

@@ -22,7 +22,7 @@ def conflict_coefficients(gram: torch.Tensor, generator: torch.Generator) -> tor
     Every projected gradient stays a combination of the original ones, so its dot products
     are (C G)[i, j] and each projection only changes one coefficient. Working on T x T numbers
     instead of T full gradients makes the surgery two passes over the gradients (G, then the
-    merge) instead of a dozen (its cost: benchmarks/pcgrad_cost.py, docs/performance.md)."""
+    merge) instead of a dozen (its cost per step: the study, study/report.md)."""
     tasks = gram.shape[0]
     coefficients = torch.eye(tasks, dtype=gram.dtype)
     for i in range(tasks):

@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from optiminbert.errors import UserError
+from optiminbert.errors import UserError, first_line
 from optiminbert.schema import positive, within
 from optiminbert.surgery.base import GramianStrategy, JacobianStrategy, hyperparameter
 
@@ -36,8 +36,8 @@ def _build(name: str, make: Callable[[], object]):
     try:
         return make()
     except ImportError as exc:  # TorchJD names the solver it lacks (cvxpy, quadprog...)
-        first_line = (str(exc).strip().splitlines() or [""])[0].split(". Install")[0]
-        raise UserError(f"surgery {name} needs an optional solver ({first_line}): {_SOLVERS}") from None
+        missing = first_line(exc).split(". Install")[0]
+        raise UserError(f"surgery {name} needs an optional solver ({missing}): {_SOLVERS}") from None
 
 
 class _Seeded:

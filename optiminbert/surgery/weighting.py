@@ -27,6 +27,9 @@ class LossWeighting(GradientStrategy):
     """A method that weighs the losses: ``step_weights`` gives the step's w (T,), ``observe``
     sees the step's global losses (T,) once its gradient is complete."""
 
+    family = "loss weighting"
+    reads_losses = True
+
     def __init__(self, settings, tasks: int = 0):
         super().__init__(settings, tasks)
         self.weights: torch.Tensor | None = None  # this step's, set at its first micro-batch
