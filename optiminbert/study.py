@@ -41,8 +41,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "smart": {"smart_weight": 1.0},
 }
 # Re-run with more seeds, each paired with the default on the same seed (study/dvc.yaml's
-# `paired` stage lists the same): the variants that beat the default on its own seed.
-PAIRED: tuple[str, ...] = ("cagrad", "nash_mtl", "imtl_g", "uncertainty")
+# `paired` stage lists the same): the variants that beat the default on its own seed by more than
+# a rounding (uncertainty weighting's +0.0003 overall is left out: docs/experiments.md).
+PAIRED: tuple[str, ...] = ("cagrad", "nash_mtl", "imtl_g")
 PAIRED_SEEDS: tuple[int, ...] = (1, 2)
 COST_KEYS = {"ms_per_step", "peak_mib", "ratio_to_summed"}
 
