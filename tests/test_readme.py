@@ -1,4 +1,4 @@
-"""The README quotes the committed metrics in tables; they must be the numbers in metrics/ and ablation/."""
+"""The README quotes the committed metrics in tables; they must be the numbers in metrics/, ablation/ and study/."""
 
 from __future__ import annotations
 
@@ -56,3 +56,9 @@ def test_table_2_quotes_the_committed_metrics(phase: str) -> None:
 def test_the_loss_ablation_table_quotes_ablation_metrics(task: str, label: str) -> None:
     runs = json.loads((ROOT / "ablation" / "metrics.json").read_text(encoding="utf-8"))[task]
     assert scores_in_row(label) == [f"{runs[loss]['dev']:.4f}" for loss in ("none", "mnrl", "gist")]
+
+
+@pytest.mark.parametrize("variant", ["pcgrad", "cagrad", "nash_mtl", "imtl_g", "smart", "uncertainty", "none", "cosent", "famo", "mgda"])
+def test_the_methods_study_table_quotes_study_metrics(variant: str) -> None:
+    runs = json.loads((ROOT / "study" / "metrics.json").read_text(encoding="utf-8"))
+    assert scores_in_row(f"| `{variant}` |") == [f"{runs[variant][k]:.4f}" for k in KEYS]
