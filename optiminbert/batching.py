@@ -84,6 +84,9 @@ class TokenizedTexts:
     def lengths(self) -> torch.Tensor:
         return self.offsets[1:] - self.offsets[:-1]
 
+    def head(self, n: int) -> "TokenizedTexts":
+        return TokenizedTexts(self.flat[: self.offsets[min(n, len(self))]], self.offsets[: n + 1])
+
 
 def length_bucketed_batches(
     lengths: torch.Tensor, batch_size: int, generator: torch.Generator, chunk_batches: int = 50

@@ -72,6 +72,11 @@ class TaskSplit:
             batch["labels"] = self.labels[indices]
         return batch
 
+    def head(self, n: int) -> "TaskSplit":
+        """The first ``n`` examples."""
+        labels = None if self.labels is None else self.labels[:n]
+        return TaskSplit(self.task, self.split, self.ids[:n], self.texts[:n], labels, [c.head(n) for c in self.columns])
+
     def to_dict(self) -> dict:
         return {
             "task": self.task,
@@ -152,6 +157,20 @@ def read_manifest(prepared_dir: str | Path) -> dict:
     if not ok:
         raise UserError(f"{path}: not a manifest this version wrote; {_REPREPARE}")
     return manifest
+
+
+def short_dev_copy(prepared_dir: str | Path, out_dir: str | Path, examples: int) -> None:
+    """``prepared_dir`` into ``out_dir`` (an empty folder) with each dev split cut to its first
+    ``examples``, the other splits linked: for runs timed on their steps, not their scores."""
+    manifest, out_dir = read_manifest(prepared_dir), Path(out_dir)
+    for name in manifest["files"]:
+        source = Path(prepared_dir, name).resolve()
+        if name.endswith("-dev.pt"):
+            torch_save_atomic(TaskSplit.load(source).head(examples).to_dict(), out_dir / name)
+            manifest["files"][name] = hashlib.sha256((out_dir / name).read_bytes()).hexdigest()
+        else:
+            (out_dir / name).symlink_to(source)
+    write_json_atomic(manifest, out_dir / MANIFEST)
 
 
 def check_tokenizer(prepared_dir: str | Path, checkpoint: str | Path) -> None:

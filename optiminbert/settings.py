@@ -170,16 +170,22 @@ def load(path: str | Path | None = None) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: params file not found")
+    loaded = read_params_file(path)
+    _check_sections(loaded, known_sections(), path)
+    tree = overlay(defaults(), loaded)
+    check_tree(tree, loaded, path)
+    return tree
+
+
+def read_params_file(path: Path) -> dict[str, Any]:
+    """A params file's mapping, its numbers read as ``dvc exp run -S`` writes them."""
     try:
         loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from exc
     if not isinstance(loaded, dict):
         raise UserError(f"{path}: expected a mapping of params at the top level")
-    _check_sections(loaded, known_sections(), path)
-    tree = overlay(defaults(), loaded)
-    check_tree(tree, loaded, path)
-    return tree
+    return loaded
 
 
 def overlay(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

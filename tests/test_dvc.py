@@ -75,7 +75,7 @@ def plot_files(definitions: list) -> set[str]:
 
 
 def listed_params(stage, root: Path) -> set[str]:
-    """The stage's params: params.yaml's by name, another file's as ``file:name`` (never expected)."""
+    """The stage's params: params.yaml's by name, another file's as ``file:name``."""
     listed = set()
     for dep in stage.deps:
         if isinstance(dep, ParamsDependency):
@@ -113,9 +113,21 @@ def training_runs(stage) -> list[phases.Run] | None:
         return phases.get(words[2]).select(option(words, "--task"), option(words, "--mode"))
     if words[1:3] == ["stages/ablation.py", "train"]:  # train LOSS TASK: that specialist, contrastive=LOSS
         return phases.get("specialist").select(words[4])
-    if words[1] == "stages/study.py" and words[2] in ("train", "timing"):  # mtl_embed, with each variant
+    if words[1] == "stages/study.py" or words[1:3] == ["stages/study_report.py", "timing"]:  # mtl_embed, varied
         return phases.get("mtl_embed").runs()
     return None
+
+
+def study_params(stage) -> set[str]:
+    """What a stage lists of the study's own params file: a variant's run, its own entry; the
+    timing, every variant and the harness; the report, the variants, the pairs and the seeds."""
+    words = argv(stage)
+    if words[1] == "stages/study.py":
+        return set() if words[2] == "default" else {f"study/params.yaml:variants.{words[2]}"}
+    if words[1] == "stages/study_report.py":
+        keys = ("variants", "timing") if words[2] == "timing" else ("variants", "paired", "seeds")
+        return {f"study/params.yaml:{key}" for key in keys}
+    return set()
 
 
 def step_of(stage) -> str | None:
@@ -160,6 +172,7 @@ def params_problems(pipelines: Pipelines, tree: dict) -> list[str]:
             expected = {k for k in settings.STEPS[step] if settings.SCHEMA[k].top_level} | {step}
         else:
             expected = set()
+        expected |= study_params(stage)
         listed, address = listed_params(stage, pipelines.root), pipelines.address(stage)
         if expected - listed:
             problems.append(f"{address}: params missing {describe(expected - listed)}")
@@ -349,31 +362,34 @@ def test_the_ablation_trains_the_default_specialist_with_each_loss(pipelines):
 
 
 def test_the_study_trains_mtl_embed_with_each_variant(pipelines):
-    # every variant of the study's registry has its stage, and the stage trains what it names
+    # every variant of study/params.yaml has its stage, and the stage trains what it names
     from optiminbert import study
     from optiminbert.steps import study as steps
 
-    stages = [s for s in pipelines.stages if argv(s)[1:3] == ["stages/study.py", "train"] and "--seed" not in argv(s)]
-    assert sorted(argv(s)[3] for s in stages) == sorted(study.VARIANTS)
+    declared = study.load(ROOT / study.PARAMS)
+    scripts = {s: argv(s) for s in pipelines.stages if argv(s)[1] == "stages/study.py"}
+    assert sorted(words[2] for words in scripts.values() if "--seed" not in words) == sorted(declared.variants)
+    seeded = sorted(words[2:] for words in scripts.values() if "--seed" in words)
+    assert seeded == sorted([v, "--seed", str(seed)] for v in (study.DEFAULT, *declared.paired) for seed in declared.seeds)
     trained = []
     with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(ROOT)
         patch.setattr(steps, "train", lambda tree, phase, **kw: trained.append((phase, kw["overrides"], kw["root"])))
-        steps.train_variant({}, argv(pipelines.stage("study/dvc.yaml:train@famo"))[3])
-    assert trained == [("mtl_embed", {"surgery": "famo"}, Path("study/famo"))]
-    # the paired seeds: the default and study.PAIRED on study.PAIRED_SEEDS, each into its own folder
-    seeded = [argv(s)[3:] for s in pipelines.stages if argv(s)[1:3] == ["stages/study.py", "train"] and "--seed" in argv(s)]
-    assert sorted(seeded) == sorted([v, "--seed", str(seed)] for v in (study.BASELINE, *study.PAIRED) for seed in study.PAIRED_SEEDS)
-    trained.clear()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(steps, "train", lambda tree, phase, **kw: trained.append((phase, kw["overrides"], kw["root"])))
-        steps.train_variant({}, "pcgrad", 2)
+        steps.train_variant({}, argv(pipelines.stage("study/dvc.yaml:train@famo"))[2])
+        words = argv(pipelines.stage("study/dvc.yaml:paired@smart-2"))
+        steps.train_variant({}, words[2], int(option(words, "--seed")))
+        steps.train_variant({}, "default", 1)
         with pytest.raises(UserError, match="unknown variant to re-seed 'rlw'"):
             steps.train_variant({}, "rlw", 2)
-    assert trained == [("mtl_embed", {"seed": 2}, Path("study/seeds/pcgrad-2"))]
-    runs = {f"study/{v}/models/mtl_embed" for v in study.VARIANTS} | {
-        f"study/seeds/{v}-{seed}/models/mtl_embed" for v in (study.BASELINE, *study.PAIRED) for seed in study.PAIRED_SEEDS}
+    assert trained == [("mtl_embed", {"surgery": "famo"}, Path("study/runs/famo")),
+                       ("mtl_embed", {"smart_weight": 1.0, "seed": 2}, Path("study/seeds/smart-2")),
+                       ("mtl_embed", {"seed": 1}, Path("study/seeds/default-1"))]
+    # the report reads every run: the folders holding them are its deps, and DVC orders it after them
     report = pipelines.stage("study/dvc.yaml:report")
-    assert runs | {"models/mtl_embed", "study/timings.json"} <= dep_paths(report, pipelines.root)
+    assert {"models/mtl_embed", "study/timings.json", "study/runs", "study/seeds"} <= dep_paths(report, pipelines.root)
+    runs = {p for s in scripts for p in out_paths(s, pipelines.root) if p.endswith("/models/mtl_embed")}
+    assert len(runs) == len(declared.variants) + (1 + len(declared.paired)) * len(declared.seeds)
+    assert uncovered_paths(runs, {"study/runs", "study/seeds"}) == set()
 
 
 # -- the checks find broken copies ------------------------------------------------------------------

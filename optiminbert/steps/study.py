@@ -1,32 +1,25 @@
-"""The multitask-methods study's steps (study/dvc.yaml): ``mtl_embed`` trained with one variant,
-the step costs of them all, and the study's report."""
+"""The multitask-methods study's training step (study/dvc.yaml): ``mtl_embed`` trained with one
+variant; its costs and report are ``study_report.py``'s, which training does not import (DVC
+re-trains no variant when the report changes)."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 from optiminbert import study
-from optiminbert.atomic import write_json_atomic
-from optiminbert.paths import MODELS, PREPARED, STUDY
+from optiminbert.paths import STUDY
 from optiminbert.phases import check_choice
 from optiminbert.steps.train import train
 
 
 def train_variant(tree: Mapping[str, Any], variant: str, seed: int | None = None) -> None:
-    """The default mtl_embed run with the variant's one change, into study/<variant>/; on another
-    ``seed``, into study/seeds/<variant>-<seed>/ (the default too: the pairs' other half)."""
+    """The default mtl_embed run with the variant's changes, into study/runs/<variant>/; on
+    another ``seed``, into study/seeds/<variant>-<seed>/ (the default too: the pairs' other half)."""
+    declared = study.load()
     if seed is None:
-        check_choice("variant", variant, study.VARIANTS)
-        train(tree, study.PHASE, overrides=study.VARIANTS[variant], resume=True, root=STUDY / variant)
-        return
-    check_choice("variant to re-seed", variant, (study.BASELINE, *study.PAIRED))
-    train(tree, study.PHASE, overrides={**study.overrides(variant), "seed": seed}, resume=True,
-          root=study.seeded(STUDY, variant, seed))
-
-
-def time_variants(tree: Mapping[str, Any], steps: int) -> None:
-    write_json_atomic(study.step_costs(tree, steps, PREPARED), STUDY / "timings.json")
-
-
-def study_report() -> str:
-    return study.write_report(STUDY, MODELS / study.PHASE)
+        check_choice("variant", variant, declared.variants)
+        overrides = declared.variants[variant]
+    else:
+        check_choice("variant to re-seed", variant, (study.DEFAULT, *declared.paired))
+        overrides = {**declared.overrides(variant), "seed": seed}
+    train(tree, study.PHASE, overrides=overrides, resume=True, root=study.run_root(STUDY, variant, seed))
