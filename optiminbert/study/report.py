@@ -57,12 +57,12 @@ def collect_paired(study: Study, study_dir: Path, baseline_dir: Path,
     default_seed = RunDir(baseline_dir).meta()["settings"]["seed"]
     if default_seed in study.seeds:
         raise UserError(f"study/params.yaml: seeds lists {default_seed}, the default run's own seed; list others")
+    base = {seed: dev_scores(run_root(study_dir, DEFAULT, seed) / "models" / PHASE)["overall"] for seed in study.seeds}
     paired = {}
     for variant in study.paired:
         changes = {default_seed: results[variant]["overall_change"]}
         for seed in study.seeds:
-            mine, base = (dev_scores(run_root(study_dir, v, seed) / "models" / PHASE)["overall"] for v in (variant, DEFAULT))
-            changes[seed] = round(mine - base, 4)
+            changes[seed] = round(dev_scores(run_root(study_dir, variant, seed) / "models" / PHASE)["overall"] - base[seed], 4)
         values = list(changes.values())
         paired[variant] = {**{f"seed_{seed}": change for seed, change in changes.items()},
                            "mean_change": round(statistics.fmean(values), 4),
