@@ -17,6 +17,7 @@ Outside torchrun (no WORLD_SIZE, or WORLD_SIZE=1) every function here is a no-op
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -30,6 +31,15 @@ def init() -> None:
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
+        # Left to the interpreter's teardown, gloo's worker threads can still hold finished work
+        # whose tensors need the GIL then, and the process aborts ("terminate called without an
+        # active exception") after a run that succeeded; destroyed here, while Python is whole.
+        atexit.register(_leave)
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def active() -> bool:

@@ -45,6 +45,24 @@ cli.main()
 """
 
 
+# Registered before the group is joined, so it runs after the handlers that joining registers
+# (atexit runs last-in first-out): what it sees is what the interpreter's teardown will find.
+GROUP_AT_EXIT = """
+import atexit, os, sys
+import torch
+import torch.distributed as dist
+from optiminbert import distributed
+
+def record():
+    state = f"rank{dist.get_rank()}" if dist.is_initialized() else "gone"
+    open(os.path.join(sys.argv[1], f"{state}-{os.environ['RANK']}"), "w").close()
+
+atexit.register(record)
+distributed.init()
+distributed.all_reduce_(torch.ones(4))
+"""
+
+
 # Every gradient method in one launch: each rank trains the same run with each in turn (rank 0
 # saves it); the settings arrive as JSON.
 EVERY_METHOD = """
@@ -126,6 +144,18 @@ def test_every_gradient_method_takes_one_process_step_on_two_ranks(tmp_path, tin
         assert single.keys() == ranks.keys()
         for key in single:
             torch.testing.assert_close(ranks[key], single[key], rtol=1e-5, atol=1e-6, msg=f"{name}: {key}")
+
+
+def test_each_rank_leaves_the_process_group_before_the_interpreter_tears_down(tmp_path, one_thread):
+    """Gloo's threads left to the interpreter's teardown abort a finished run now and then
+    (SIGABRT, "terminate called without an active exception"): every rank destroys the group
+    at exit."""
+    script = tmp_path / "group_at_exit.py"
+    script.write_text(GROUP_AT_EXIT)
+    launch = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)]
+    result = subprocess.run(launch, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.glob("*-[01]")) == ["gone-0", "gone-1"]
 
 
 def test_two_gloo_ranks_stopped_by_sigterm_resume_to_the_uninterrupted_run(tmp_path, tiny_prepared, tiny_params,
