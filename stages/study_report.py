@@ -1,21 +1,15 @@
-"""DVC stages of study/dvc.yaml: every variant's cost per step, and the study's report."""
+"""DVC stage `report` of study/dvc.yaml: the variants' dev scores beside the default's, with their costs."""
 
 import typer
 
-from optiminbert import settings
 from optiminbert.errors import run_app
-from optiminbert.steps.study_report import study_report, time_variants
+from optiminbert.steps.study_report import study_report
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
-def timing() -> None:
-    time_variants(settings.load())
-
-
-@app.command()
-def report() -> None:
+def main() -> None:
     typer.echo(study_report())
 
 

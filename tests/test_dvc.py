@@ -113,7 +113,7 @@ def training_runs(stage) -> list[phases.Run] | None:
         return phases.get(words[2]).select(option(words, "--task"), option(words, "--mode"))
     if words[1:3] == ["stages/ablation.py", "train"]:  # train LOSS TASK: that specialist, contrastive=LOSS
         return phases.get("specialist").select(words[4])
-    if words[1] == "stages/study.py" or words[1:3] == ["stages/study_report.py", "timing"]:  # mtl_embed, varied
+    if words[1] in ("stages/study.py", "stages/study_timing.py"):  # mtl_embed, varied
         return phases.get("mtl_embed").runs()
     return None
 
@@ -124,8 +124,8 @@ def study_params(stage) -> set[str]:
     words = argv(stage)
     if words[1] == "stages/study.py":
         return set() if words[2] == "default" else {f"study/params.yaml:variants.{words[2]}"}
-    if words[1] == "stages/study_report.py":
-        keys = ("variants", "timing") if words[2] == "timing" else ("variants", "paired", "seeds")
+    if words[1] in ("stages/study_timing.py", "stages/study_report.py"):
+        keys = ("variants", "timing") if words[1] == "stages/study_timing.py" else ("variants", "paired", "seeds")
         return {f"study/params.yaml:{key}" for key in keys}
     return set()
 

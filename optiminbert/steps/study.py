@@ -1,6 +1,6 @@
 """The multitask-methods study's training step (study/dvc.yaml): ``mtl_embed`` trained with one
-variant; its costs and report are ``study_report.py``'s, which training does not import (DVC
-re-trains no variant when the report changes)."""
+variant. Its costs and its report are ``study_timing.py``'s and ``study_report.py``'s, which
+training does not import (DVC re-trains no variant when either changes)."""
 
 from __future__ import annotations
 
