@@ -93,11 +93,15 @@ def _project(directory: Path, tiny_prepared: Path, p) -> Path:
     return directory
 
 
+def _two_ranks(*argv: str, cwd: Path | None = None, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
+    """``argv`` launched by torchrun on two ranks, one thread each."""
+    launch = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", *argv]
+    return subprocess.run(launch, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
 def _torchrun(project: Path, *args: str, program: list[str] | None = None, **env: str) -> subprocess.CompletedProcess:
-    launch = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", *(program or [str(BIN / "optiminbert")])]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", **env}
-    return subprocess.run([*launch, "train", "mtl_embed", *args], cwd=project, env=environment, capture_output=True,
-                          text=True, timeout=300)
+    return _two_ranks(*(program or [str(BIN / "optiminbert")]), "train", "mtl_embed", *args, cwd=project, **env)
 
 
 @pytest.mark.parametrize(
@@ -134,9 +138,7 @@ def test_every_gradient_method_takes_one_process_step_on_two_ranks(tmp_path, tin
     script = tmp_path / "every_method.py"
     script.write_text(EVERY_METHOD)
     values = {k: v for k, v in p.record().items() if k != "surgery"}
-    launch = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(script), json.dumps(values),
-              str(tiny_prepared), str(tmp_path / "ranks")]
-    result = subprocess.run(launch, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    result = _two_ranks(str(script), json.dumps(values), str(tiny_prepared), str(tmp_path / "ranks"), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in STRATEGIES:
         train_tiny(p.replace(surgery=name), STUDY_TASKS, "siamese", tiny_prepared, tmp_path / "single" / name, name="mtl_embed")
@@ -152,8 +154,7 @@ def test_each_rank_leaves_the_process_group_before_the_interpreter_tears_down(tm
     at exit."""
     script = tmp_path / "group_at_exit.py"
     script.write_text(GROUP_AT_EXIT)
-    launch = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)]
-    result = subprocess.run(launch, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    result = _two_ranks(str(script), str(tmp_path), timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.glob("*-[01]")) == ["gone-0", "gone-1"]
 
